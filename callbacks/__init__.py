@@ -1,0 +1,1 @@
+"""Lightning callbacks: the figures and logs of each task, and the few every task shares."""

@@ -1,0 +1,71 @@
+"""Mini-batches sliced from tensors held in memory.
+
+Small datasets (TibetanMNIST, COVID windows, ...) fit in memory many times over. A DataLoader would index
+them one sample at a time and collate in Python, which costs more than the small models' training step;
+slicing a whole batch out of one tensor costs microseconds. Lightning accepts any re-iterable with a
+length as a dataloader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+
+class TensorBatches:
+    """Re-iterable batches over tensors that share their first dimension.
+
+    Shuffles with its own generator (seeded, advanced once per epoch) so runs repeat exactly.
+    With `num_replicas` > 1 (DDP) each rank takes its own interleaved share of every epoch's order.
+    """
+
+    def __init__(
+        self,
+        *tensors: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        num_replicas: int = 1,
+    ) -> None:
+        if not tensors:
+            raise ValueError("TensorBatches needs at least one tensor")
+        size = tensors[0].shape[0]
+        if any(t.shape[0] != size for t in tensors):
+            raise ValueError("all tensors must have the same first dimension")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.rank = rank
+        self.num_replicas = num_replicas
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def num_samples(self) -> int:
+        total = self.tensors[0].shape[0]
+        return len(range(self.rank, total, self.num_replicas))
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return -(-self.num_samples // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        total = self.tensors[0].shape[0]
+        if self.shuffle:
+            order = torch.randperm(total, generator=self.generator)
+        else:
+            order = torch.arange(total)
+        order = order[self.rank :: self.num_replicas]
+        for batch_index in range(len(self)):
+            index = order[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
+            if not self.shuffle and self.num_replicas == 1:
+                start = batch_index * self.batch_size
+                yield tuple(t[start : start + len(index)] for t in self.tensors)  # views, no copy
+            else:
+                yield tuple(t[index] for t in self.tensors)

@@ -1,0 +1,142 @@
+"""The sweep-level outputs: summary.csv, summary.md and the task's comparison figure at the sweep root.
+
+Runs as a Hydra callback after every job of a multirun has finished, whatever the launcher. Each job left
+its metrics.json (also when it failed), so the summary is read from disk, not from the launcher.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from hw2lab.errors import HW2LabError
+
+log = logging.getLogger("hw2lab")
+
+
+@dataclass
+class JobRecord:
+    """One job of a sweep as its metrics.json describes it."""
+
+    dir: Path
+    number: int
+    status: str
+    overrides: list[str]
+    metrics: dict[str, float] = field(default_factory=dict)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    label: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def collect_jobs(sweep_dir: Path) -> list[JobRecord]:
+    """Read every job's metrics.json below the sweep dir and label each job by what sets it apart."""
+    jobs = []
+    for path in sorted(sweep_dir.glob("*/metrics.json")):
+        data = json.loads(path.read_text())
+        number = int(path.parent.name) if path.parent.name.isdigit() else len(jobs)
+        jobs.append(
+            JobRecord(
+                dir=path.parent,
+                number=number,
+                status=data.get("status", "unknown"),
+                overrides=list(data.get("overrides", [])),
+                metrics=data.get("metrics", {}),
+                hparams=data.get("hparams", {}),
+                error=data.get("error", ""),
+            )
+        )
+    jobs.sort(key=lambda job: job.number)
+    shared = set.intersection(*(set(job.overrides) for job in jobs)) if jobs else set()
+    for job in jobs:
+        own = [o for o in job.overrides if o not in shared]
+        job.label = " ".join(own) or f"job {job.number}"
+    return jobs
+
+
+def write_summary(jobs: list[JobRecord], sweep_dir: Path) -> tuple[Path, Path]:
+    metric_keys = sorted({key for job in jobs for key in job.metrics}, key=_metric_order)
+    header = ["job", "status", "overrides", *metric_keys, "error"]
+    rows = [
+        [job.number, job.status, " ".join(job.overrides)]
+        + [_format(job.metrics.get(key)) for key in metric_keys]
+        + [job.error]
+        for job in jobs
+    ]
+    csv_path = sweep_dir / "summary.csv"
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    md_path = sweep_dir / "summary.md"
+    shown = [key for key in metric_keys if key.startswith(("test/", "val/"))] or metric_keys
+    md_header = ["job", "status", "overrides", *shown]
+    lines = [
+        f"# Sweep summary: {sweep_dir}",
+        "",
+        f"{sum(job.ok for job in jobs)} of {len(jobs)} jobs finished; every metric is in summary.csv.",
+        "",
+        "| " + " | ".join(md_header) + " |",
+        "|" + "---|" * len(md_header),
+    ]
+    for job in jobs:
+        cells = [str(job.number), job.status, f"`{job.label}`"] + [_format(job.metrics.get(k)) for k in shown]
+        lines.append("| " + " | ".join(cells) + " |")
+    failed = [job for job in jobs if not job.ok]
+    if failed:
+        lines += ["", "## Failed jobs", ""] + [
+            f"- job {job.number} (`{job.label}`): {job.error}" for job in failed
+        ]
+    md_path.write_text("\n".join(lines) + "\n")
+    return csv_path, md_path
+
+
+def _metric_order(key: str) -> tuple[int, str]:
+    order = {"test": 0, "val": 1, "train": 2}
+    return order.get(key.split("/")[0], 3), key
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+class SweepSummary(Callback):
+    """Hydra callback: after a multirun, write the summary and comparison; fail if any job failed."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        jobs = collect_jobs(sweep_dir)
+        if not jobs:
+            log.warning("no job of %s wrote metrics.json; nothing to summarise", sweep_dir)
+            return
+        csv_path, md_path = write_summary(jobs, sweep_dir)
+        log.info("sweep summary: %s", md_path)
+        comparison = config.get("sweep_comparison")
+        if comparison and any(job.ok for job in jobs):
+            try:
+                compare = instantiate(comparison)
+                figure = compare([job for job in jobs if job.ok], sweep_dir)
+                log.info("sweep comparison figure: %s", figure)
+            except Exception as error:  # a broken figure must not hide the summary
+                log.error("sweep comparison figure failed: %s: %s", type(error).__name__, error)
+        failed = [job for job in jobs if not job.ok]
+        if failed:
+            raise HW2LabError(
+                f"{len(failed)} of {len(jobs)} jobs failed (first: job {failed[0].number}: {failed[0].error}); "
+                f"see {md_path}"
+            )

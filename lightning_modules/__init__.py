@@ -1,0 +1,1 @@
+"""One LightningModule per task: the model, its loss and its metrics."""

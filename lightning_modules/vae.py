@@ -1,0 +1,214 @@
+"""Variational auto-encoders: an MLP VAE and a conv VAE, trained on recon + kl_weight * KL.
+
+Scale of the loss, which gives kl_weight (λ) its meaning: the reconstruction term is summed over all pixels
+and channels of an image, the KL term over all latent dimensions, and both are averaged over the batch. So
+with kl_weight = 1 the loss is the negative ELBO in nats per image (Bernoulli decoder), and λ = 10 weighs
+the KL ten times as much as a whole image's reconstruction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hw2lab.errors import check
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+class VAEOutput(NamedTuple):
+    decoded: torch.Tensor  # decoder output before the sigmoid: Bernoulli logits or pre-sigmoid Gaussian mean
+    mu: torch.Tensor
+    logvar: torch.Tensor
+
+
+class VAELoss(NamedTuple):
+    loss: torch.Tensor  # what is minimised: recon + kl_weight * kl
+    recon: torch.Tensor  # -log p(x|z), summed over pixels, mean over the batch
+    kl: torch.Tensor  # KL(q(z|x) || N(0, I)), summed over latent dims, mean over the batch
+    neg_elbo: torch.Tensor  # recon + kl: the true bound whatever kl_weight trains
+
+
+def vae_loss(output: VAEOutput, target: torch.Tensor, likelihood: str, kl_weight: float) -> VAELoss:
+    """Bernoulli: binary cross-entropy on logits (targets in [0, 1]). Gaussian: the sum of squared errors
+    of the sigmoid mean, i.e. -log N(x; mean, 1/2) up to a constant per pixel."""
+    batch = target.shape[0]
+    if likelihood == "bernoulli":
+        recon = F.binary_cross_entropy_with_logits(output.decoded, target, reduction="sum") / batch
+    else:
+        recon = F.mse_loss(torch.sigmoid(output.decoded), target, reduction="sum") / batch
+    kl = -0.5 * torch.sum(1 + output.logvar - output.mu.pow(2) - output.logvar.exp()) / batch
+    return VAELoss(recon + kl_weight * kl, recon, kl, recon + kl)
+
+
+class MLPVAE(nn.Module):
+    """The course's VAE: one hidden layer each way (seed report: hidden 400, latent 32)."""
+
+    def __init__(self, image_shape: list[int], hidden_dim: int = 400, latent_dim: int = 32) -> None:
+        super().__init__()
+        check(hidden_dim > 0 and latent_dim > 0, "model hidden_dim and latent_dim must be positive")
+        self.image_shape = tuple(image_shape)
+        self.latent_dim = latent_dim
+        pixels = math.prod(self.image_shape)
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(pixels, hidden_dim), nn.ReLU())
+        self.to_mu = nn.Linear(hidden_dim, latent_dim)
+        self.to_logvar = nn.Linear(hidden_dim, latent_dim)
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, pixels),
+            nn.Unflatten(1, self.image_shape),
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.encoder(x)
+        return self.to_mu(hidden), self.to_logvar(hidden)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+
+class ConvVAE(nn.Module):
+    """Strided conv + BatchNorm encoder, transposed-conv decoder; halves the image while its side is even
+    and above 4 (28 -> 14 -> 7, 64 -> 32 -> 16 -> 8 -> 4)."""
+
+    def __init__(self, image_shape: list[int], latent_dim: int = 32, base_channels: int = 32) -> None:
+        super().__init__()
+        channels, height, width = image_shape
+        check(height == width, f"ConvVAE needs square images, got {height}x{width}")
+        self.image_shape = tuple(image_shape)
+        self.latent_dim = latent_dim
+        widths, side = [], height
+        while side % 2 == 0 and side > 4 and len(widths) < 5:
+            widths.append(base_channels * 2 ** len(widths))
+            side //= 2
+        check(bool(widths), f"ConvVAE needs an even image side above 4, got {height}")
+        self.bottom = (widths[-1], side, side)
+
+        encoder, in_channels = [], channels
+        for out_channels in widths:
+            encoder += [
+                nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+                nn.LeakyReLU(0.2),
+            ]
+            in_channels = out_channels
+        self.encoder = nn.Sequential(*encoder, nn.Flatten())
+        flat = math.prod(self.bottom)
+        self.to_mu = nn.Linear(flat, latent_dim)
+        self.to_logvar = nn.Linear(flat, latent_dim)
+
+        decoder: list[nn.Module] = [nn.Linear(latent_dim, flat), nn.Unflatten(1, self.bottom)]
+        for in_channels, out_channels in zip(widths[::-1], widths[::-1][1:]):
+            decoder += [
+                nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(),
+            ]
+        decoder.append(nn.ConvTranspose2d(widths[0], channels, 4, stride=2, padding=1))
+        self.decoder = nn.Sequential(*decoder)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.encoder(x)
+        return self.to_mu(hidden), self.to_logvar(hidden)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+
+class VAEModule(L.LightningModule):
+    """Trains a VAE net (MLPVAE or ConvVAE) and logs -ELBO, reconstruction and KL per epoch."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        likelihood: str = "bernoulli",
+        kl_weight: float = 1.0,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check(likelihood in LIKELIHOODS, f"model.likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        check(kl_weight >= 0, f"kl_weight must be >= 0, got {kl_weight}")
+        check(lr > 0, f"model.lr must be > 0, got {lr}")
+        self.save_hyperparameters(ignore=["net"], logger=False)
+        self.net = net
+        self.likelihood = likelihood
+        self.kl_weight = float(kl_weight)
+        # Epoch sums of (recon, kl, neg_elbo, loss) weighted by batch size, kept on the device: summing
+        # here costs one in-place add per step, where self.log per step costs far more on small models.
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+
+    def forward(self, x: torch.Tensor) -> VAEOutput:
+        mu, logvar = self.net.encode(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+        return VAEOutput(self.net.decode(z), mu, logvar)
+
+    def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
+        (images,) = batch
+        mu, logvar = self.net.encode(images)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation, also when evaluating
+        terms = vae_loss(VAEOutput(self.net.decode(z), mu, logvar), images, self.likelihood, self.kl_weight)
+        values = torch.stack([terms.recon, terms.kl, terms.neg_elbo, terms.loss]).detach().float()
+        size = images.shape[0]
+        if stage in self._sums:
+            self._sums[stage].add_(values, alpha=size)
+            self._counts[stage] += size
+        else:
+            self._sums[stage], self._counts[stage] = values * size, size
+        return terms.loss
+
+    def _log_epoch(self, stage: str) -> None:
+        if stage not in self._sums:
+            return
+        means = self._sums.pop(stage) / self._counts.pop(stage)
+        names = ("recon", "kl", "neg_elbo", "loss")
+        self.log_dict({f"{stage}/{name}": value for name, value in zip(names, means)}, sync_dist=True)
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    # Used by the figure callbacks; inputs and outputs live on the module's device.
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        mu, _ = self.net.encode(images)
+        return torch.sigmoid(self.net.decode(mu).float())
+
+    @torch.no_grad()
+    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net.decode(z).float())
+
+    @torch.no_grad()
+    def interpolate(self, start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.Tensor:
+        """Decoded means along the straight line between the latent means of `start` and `end` images,
+        endpoints included: (pairs, steps, C, H, W)."""
+        mu_start, _ = self.net.encode(start)
+        mu_end, _ = self.net.encode(end)
+        weights = torch.linspace(0, 1, steps, device=mu_start.device).view(1, steps, 1)
+        path = mu_start.unsqueeze(1) * (1 - weights) + mu_end.unsqueeze(1) * weights
+        decoded = self.decode_mean(path.flatten(0, 1))
+        return decoded.view(start.shape[0], steps, *decoded.shape[1:])

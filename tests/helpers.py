@@ -1,0 +1,67 @@
+"""Helpers for tests: compose configs, run `run.py` as a user does, check the output contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+import hw2lab  # noqa: F401  (registers resolvers)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO_ROOT / "conf"
+
+
+def compose_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """The composed config for `overrides`, with paths.output_dir pointing at `output_dir` (no Hydra run)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir or "/tmp/hw2lab-unused")
+    return cfg
+
+
+def run_cli(
+    args: list[str],
+    tmp_path: Path,
+    data_dir: Path | str | None = None,
+    expect_ok: bool = True,
+    timeout: int = 600,
+) -> subprocess.CompletedProcess:
+    """Run `python run.py <args>` in a subprocess with outputs under tmp_path/run (or tmp_path/sweep)."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["PYTHONUNBUFFERED"] = "1"
+    if data_dir is not None:
+        env["HW2LAB_DATA_DIR"] = str(data_dir)
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "run.py"),
+        *args,
+        f"hydra.run.dir={tmp_path / 'run'}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+    if expect_ok and result.returncode != 0:
+        raise AssertionError(f"run.py {' '.join(args)} exited {result.returncode}:\n{result.stderr[-4000:]}")
+    return result
+
+
+def assert_run_outputs(run_dir: Path, figures: list[str]) -> dict:
+    """Check the output contract of one run and return its metrics.json."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "ok", metrics
+    assert metrics["metrics"], "metrics.json has no metrics"
+    assert (run_dir / "history.csv").stat().st_size > 0
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert metrics["best_checkpoint"] and (run_dir / metrics["best_checkpoint"]).is_file()
+    assert any((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    for name in figures:
+        path = run_dir / "figures" / f"{name}.png"
+        assert path.is_file() and path.stat().st_size > 1000, f"missing or empty figure {path}"
+    return metrics
