@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,6 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-
-from hw2lab.errors import HW2LabError
 
 log = logging.getLogger("hw2lab")
 
@@ -136,7 +135,11 @@ class SweepSummary(Callback):
                 log.error("sweep comparison figure failed: %s: %s", type(error).__name__, error)
         failed = [job for job in jobs if not job.ok]
         if failed:
-            raise HW2LabError(
+            # Hydra turns exceptions raised by callbacks into warnings; SystemExit still sets the exit code.
+            message = (
                 f"{len(failed)} of {len(jobs)} jobs failed (first: job {failed[0].number}: {failed[0].error}); "
                 f"see {md_path}"
             )
+            log.error(message)
+            print(f"error: {message}", file=sys.stderr)
+            raise SystemExit(1)

@@ -1,0 +1,102 @@
+"""The shared plumbing: data files and downloads, in-memory batches, the sweep summary, config presets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+
+import pytest
+import torch
+from helpers import compose_config
+
+from datamodules.tensor_batches import TensorBatches
+from hw2lab.data_files import require
+from hw2lab.errors import HW2LabError
+from hw2lab.sweep import collect_jobs, write_summary
+
+
+def test_require_names_file_place_and_remedy(tmp_path):
+    with pytest.raises(HW2LabError) as error:
+        require(tmp_path, "covid/x.csv", url="https://example.org/x.csv")
+    message = str(error.value)
+    assert "covid/x.csv" in message and str(tmp_path) in message and "https://example.org/x.csv" in message
+    assert "\n" not in message
+
+
+def test_download_is_checked_against_its_checksum(tmp_path):
+    source = tmp_path / "source.txt"
+    source.write_text("First Citizen:\n")
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    data_dir = tmp_path / "data"
+    got = require(data_dir, "text/input.txt", url=source.as_uri(), sha256=digest, download=True)
+    assert got.read_text() == "First Citizen:\n"
+    with pytest.raises(HW2LabError, match="checksum mismatch"):
+        require(data_dir, "text/other.txt", url=source.as_uri(), sha256="0" * 64, download=True)
+    assert not (data_dir / "text" / "other.txt").exists()
+
+
+def test_download_unpacks_zip_archives(tmp_path):
+    archive = tmp_path / "bbc.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("bbc/sport/001.txt", "Title\n\nBody\n")
+    got = require(tmp_path / "data", "bbc/sport/001.txt", url=archive.as_uri(), download=True)
+    assert got.read_text().startswith("Title")
+
+
+def test_offline_download_is_one_clear_line(tmp_path):
+    with pytest.raises(HW2LabError, match="could not download"):
+        require(tmp_path, "x.bin", url=(tmp_path / "nowhere.bin").as_uri(), download=True)
+
+
+def test_tensor_batches_cover_every_sample_once_and_shard_for_ddp():
+    data = torch.arange(10)
+    batches = TensorBatches(data, batch_size=4, shuffle=True, seed=1)
+    assert len(batches) == 3
+    first_epoch = torch.cat([b for (b,) in batches])
+    second_epoch = torch.cat([b for (b,) in batches])
+    assert sorted(first_epoch.tolist()) == list(range(10)) and not torch.equal(first_epoch, second_epoch)
+    shards = [TensorBatches(data, batch_size=4, shuffle=True, seed=1, rank=r, num_replicas=2) for r in (0, 1)]
+    seen = [torch.cat([b for (b,) in shard]) for shard in shards]
+    assert sorted(torch.cat(seen).tolist()) == list(range(10))
+    assert not set(seen[0].tolist()) & set(seen[1].tolist())
+    ordered = TensorBatches(data, batch_size=4)
+    assert [b.tolist() for (b,) in ordered] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_summary_lists_every_job_with_status_and_labels(tmp_path):
+    for number, (status, overrides) in enumerate(
+        [("ok", ["task=vae", "kl_weight=0"]), ("failed", ["task=vae", "kl_weight=1"])]
+    ):
+        job = tmp_path / str(number)
+        job.mkdir()
+        payload = {
+            "status": status,
+            "overrides": overrides,
+            "metrics": {"test/loss": 1.5} if status == "ok" else {},
+        }
+        if status == "failed":
+            payload["error"] = "something broke"
+        (job / "metrics.json").write_text(json.dumps(payload))
+    jobs = collect_jobs(tmp_path)
+    assert [job.label for job in jobs] == ["kl_weight=0", "kl_weight=1"]
+    csv_path, md_path = write_summary(jobs, tmp_path)
+    text = md_path.read_text()
+    assert "1 of 2 jobs finished" in text and "something broke" in text
+    assert csv_path.read_text().splitlines()[0] == "job,status,overrides,test/loss,error"
+
+
+@pytest.mark.parametrize("preset", ["default", "cpu", "gpu", "debug"])
+def test_trainer_presets_compose(tmp_path, preset):
+    cfg = compose_config(["task=vae", f"trainer={preset}"], tmp_path)
+    assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
+    assert cfg.trainer.max_epochs >= 1
+    if preset == "debug":
+        assert cfg.trainer.max_epochs == 1 and cfg.trainer.limit_train_batches > 0
+
+
+def test_data_dir_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("HW2LAB_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert compose_config(["task=vae"], tmp_path).data.data_dir == str(tmp_path / "elsewhere")
+    monkeypatch.delenv("HW2LAB_DATA_DIR")
+    assert compose_config(["task=vae"], tmp_path).data.data_dir == "./data"

@@ -1,0 +1,217 @@
+"""The VAE task: loss, datamodules on real-format files, the λ sweep end to end, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from helpers import assert_run_outputs, compose_config
+from hydra.utils import instantiate
+from PIL import Image
+
+from datamodules.vae_images import ImageFolderDataModule, TibetanMNISTDataModule, split_indices
+from hw2lab.errors import HW2LabError
+from lightning_modules.vae import MLPVAE, ConvVAE, VAEModule, VAEOutput, vae_loss
+
+TINY = ["trainer.max_epochs=2", "data.batch_size=16", "logger=tensorboard"]
+
+
+@pytest.fixture
+def tibetan_dir(tmp_path):
+    """A TibetanMNIST npz in the real layout (keys image uint8 (N,28,28), label int64) with 60 images."""
+    rng = np.random.default_rng(0)
+    images = np.zeros((60, 28, 28), dtype=np.uint8)
+    for i in range(60):  # a bright bar whose position depends on the label: learnable, not noise
+        images[i, 4:24, 2 + (i % 10) * 2 : 6 + (i % 10) * 2] = 255
+    images = np.clip(images.astype(int) + rng.integers(0, 30, images.shape), 0, 255).astype(np.uint8)
+    folder = tmp_path / "data" / "tibetan_mnist"
+    folder.mkdir(parents=True)
+    np.savez(folder / "TibetanMNIST.npz", image=images, label=np.arange(60) % 10)
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def faces_dir(tmp_path):
+    """A flat folder of 24 RGB JPEG faces of 96x96 named 0.jpg ... 23.jpg, like the anime set."""
+    folder = tmp_path / "data" / "anime_faces" / "mlds_faces96"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+    return tmp_path / "data"
+
+
+def test_loss_matches_hand_computation():
+    logits = torch.tensor([[[[0.0, 2.0], [-1.0, 0.5]]], [[[1.0, -2.0], [0.0, 3.0]]]])
+    target = torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]], [[[1.0, 0.0], [1.0, 1.0]]]])
+    mu = torch.tensor([[0.5, -1.0], [0.0, 2.0]])
+    logvar = torch.tensor([[0.0, math.log(2.0)], [math.log(0.5), 0.0]])
+
+    def bce(logit, y):
+        p = 1 / (1 + math.exp(-logit))
+        return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
+    recon_hand = (
+        sum(bce(logit, y) for logit, y in zip(logits.flatten().tolist(), target.flatten().tolist())) / 2
+    )
+    kl_hand = 0.0
+    for m_row, lv_row in zip(mu.tolist(), logvar.tolist()):
+        kl_hand += sum(0.5 * (math.exp(lv) + m * m - 1 - lv) for m, lv in zip(m_row, lv_row))
+    kl_hand /= 2
+
+    terms = vae_loss(VAEOutput(logits, mu, logvar), target, "bernoulli", kl_weight=10.0)
+    assert terms.recon.item() == pytest.approx(recon_hand, rel=1e-6)
+    assert terms.kl.item() == pytest.approx(kl_hand, rel=1e-6)
+    assert terms.loss.item() == pytest.approx(recon_hand + 10.0 * kl_hand, rel=1e-6)
+    assert terms.neg_elbo.item() == pytest.approx(recon_hand + kl_hand, rel=1e-6)
+
+    gaussian = vae_loss(VAEOutput(logits, mu, logvar), target, "gaussian", kl_weight=0.0)
+    sse = ((torch.sigmoid(logits) - target) ** 2).sum().item() / 2
+    assert gaussian.recon.item() == pytest.approx(sse, rel=1e-6)
+    assert gaussian.loss.item() == pytest.approx(sse, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "net_class, shape", [(MLPVAE, [1, 28, 28]), (ConvVAE, [1, 28, 28]), (ConvVAE, [3, 64, 64])]
+)
+def test_nets_round_trip_shapes(net_class, shape):
+    net = net_class(image_shape=shape, latent_dim=8)
+    module = VAEModule(net).eval()  # BatchNorm uses running statistics, as in the figure callbacks
+    images = torch.rand(3, *shape)
+    mu, logvar = net.encode(images)
+    assert mu.shape == logvar.shape == (3, 8)
+    assert net.decode(mu).shape == images.shape
+    path = module.interpolate(images[:2], images[1:3], steps=9)
+    assert path.shape == (2, 9, *shape)
+    # endpoints are the reconstructions of the two images
+    torch.testing.assert_close(path[:, 0], module.reconstruct(images[:2]))
+    torch.testing.assert_close(path[:, -1], module.reconstruct(images[1:3]))
+
+
+def test_split_is_seeded_and_disjoint():
+    first = split_indices(100, [0.8, 0.1, 0.1], seed=3)
+    again = split_indices(100, [0.8, 0.1, 0.1], seed=3)
+    assert [len(p) for p in first] == [80, 10, 10]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert sorted(torch.cat(first).tolist()) == list(range(100))
+    with pytest.raises(HW2LabError, match="sum to 1"):
+        split_indices(10, [0.5, 0.1, 0.1], seed=0)
+
+
+def test_tibetan_datamodule_on_real_format(tibetan_dir):
+    module = TibetanMNISTDataModule(
+        file="tibetan_mnist/TibetanMNIST.npz",
+        data_dir=str(tibetan_dir),
+        channels=1,
+        image_size=28,
+        binarize=True,
+    )
+    module.setup()
+    assert [len(module.splits[s]) for s in ("train", "val", "test")] == [48, 6, 6]
+    (batch,) = next(iter(module.train_dataloader()))
+    assert batch.shape == (48, 1, 28, 28) or batch.shape[1:] == (1, 28, 28)
+    assert set(torch.unique(batch).tolist()) <= {0.0, 1.0}
+
+
+def test_face_folder_datamodule_resizes_and_crops(faces_dir):
+    module = ImageFolderDataModule(
+        folder="anime_faces/mlds_faces96", data_dir=str(faces_dir), channels=3, image_size=32, crop=80
+    )
+    module.setup()
+    total = sum(len(module.splits[s]) for s in ("train", "val", "test"))
+    assert total == 24 and module.splits["train"].shape[1:] == (3, 32, 32)
+    assert 0.0 <= module.splits["train"].min() and module.splits["train"].max() <= 1.0
+
+
+def test_real_tibetan_mnist(real_data_dir):
+    module = TibetanMNISTDataModule(
+        file="tibetan_mnist/TibetanMNIST.npz", data_dir=str(real_data_dir), channels=1, image_size=28
+    )
+    module.setup()
+    sizes = [len(module.splits[s]) for s in ("train", "val", "test")]
+    assert sum(sizes) == 17768 and sizes[0] == round(0.8 * 17768)
+
+
+def test_real_anime_faces(real_data_dir):
+    module = ImageFolderDataModule(
+        folder="anime_faces/mlds_faces96",
+        data_dir=str(real_data_dir),
+        channels=3,
+        image_size=64,
+        max_images=200,
+    )
+    module.setup()
+    assert module.splits["train"].shape[1:] == (3, 64, 64)
+
+
+def test_config_composes_for_both_models_and_datasets(tmp_path):
+    for overrides in (
+        ["task=vae"],
+        ["task=vae", "model=vae_conv", "data=anime_faces"],
+        ["experiment=vae_mlp_tibetan"],
+        ["experiment=vae_conv_anime"],
+    ):
+        cfg = compose_config(overrides, tmp_path)
+        module = instantiate(cfg.model)
+        channels = cfg.data.channels
+        assert module.net.image_shape == (channels, cfg.data.image_size, cfg.data.image_size)
+    cfg = compose_config(["task=vae", "kl_weight=10"], tmp_path)
+    assert cfg.model.kl_weight == 10
+    assert compose_config(["experiment=vae_conv_anime"], tmp_path).data.batch_size == 64
+
+
+def test_kl_sweep_end_to_end(cli, tmp_path, tibetan_dir):
+    result = cli(["-m", "task=vae", "kl_weight=0,10", *TINY], data_dir=tibetan_dir)
+    sweep = tmp_path / "sweep"
+    for job in ("0", "1"):
+        metrics = assert_run_outputs(
+            sweep / job, ["learning_curves", "reconstructions", "prior_samples", "interpolations"]
+        )
+        for split in ("train", "val", "test"):
+            for name in ("neg_elbo", "recon", "kl"):
+                assert math.isfinite(metrics["metrics"][f"{split}/{name}"])
+    assert json.loads((sweep / "1" / "metrics.json").read_text())["hparams"]["model.kl_weight"] == 10
+    with open(sweep / "summary.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["status"] for row in rows] == ["ok", "ok"]
+    assert rows[0]["overrides"].split()[1] == "kl_weight=0" and "test/neg_elbo" in rows[0]
+    assert "kl_weight=10" in (sweep / "summary.md").read_text()
+    assert (sweep / "comparison.png").stat().st_size > 10_000
+    assert "epoch 2/2" in result.stderr + result.stdout  # the one-line epoch summaries
+
+
+def test_failed_job_is_recorded_and_sweep_exits_nonzero(cli, tmp_path, tibetan_dir):
+    result = cli(["-m", "task=vae", "kl_weight=-1,1", *TINY], data_dir=tibetan_dir, expect_ok=False)
+    assert result.returncode != 0
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "summary.csv")))
+    assert [row["status"] for row in rows] == ["failed", "ok"]
+    assert "kl_weight must be >= 0" in rows[0]["error"]
+    assert "1 of 2 jobs failed" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["task=vae"], "missing dataset file tibetan_mnist/TibetanMNIST.npz"),
+        (["task=vae", "kl_weight=-1"], "kl_weight must be >= 0"),
+        (["task=vae", "model=no_such_model"], "Could not find 'model/no_such_model'"),
+    ],
+)
+def test_bad_input_is_one_clear_line(cli, tmp_path, tibetan_dir, args, message):
+    data_dir = tmp_path / "empty" if "missing" in message else tibetan_dir
+    result = cli(args, data_dir=data_dir, expect_ok=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_corrupt_image_is_one_clear_line(cli, faces_dir):
+    (faces_dir / "anime_faces" / "mlds_faces96" / "7.jpg").write_bytes(b"not a jpeg at all")
+    result = cli(["task=vae", "data=anime_faces", "trainer=debug"], data_dir=faces_dir, expect_ok=False)
+    assert result.returncode != 0
+    assert "cannot read image" in result.stderr and "7.jpg" in result.stderr
+    assert "Traceback" not in result.stderr
