@@ -1,0 +1,291 @@
+"""COVID figures and reports: correlation heatmap, learning curves with test, confusion matrices, the
+pygal world map of tomorrow's predictions, baseline metrics, and the L x cell sweep comparison."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+
+import lightning as L
+import matplotlib.pyplot as plt
+import numpy as np
+from torchmetrics.functional.classification import binary_confusion_matrix
+
+from callbacks.learning_curves import LearningCurves
+from hw2lab.figures import save_figure
+
+log = logging.getLogger("hw2lab")
+
+# JHU / course country names that differ from pygal's names, as ISO 3166 alpha-2 codes (pygal's keys).
+COUNTRY_CODES = {
+    "US": "us",
+    "Korea, South": "kr",
+    "Korea South": "kr",
+    "Korea, North": "kp",
+    "Taiwan*": "tw",
+    "Congo (Kinshasa)": "cd",
+    "Congo (Brazzaville)": "cg",
+    "Burma": "mm",
+    "Cote d'Ivoire": "ci",
+    "Holy See": "va",
+    "Iran": "ir",
+    "Russia": "ru",
+    "Syria": "sy",
+    "Vietnam": "vn",
+    "Laos": "la",
+    "Bolivia": "bo",
+    "Venezuela": "ve",
+    "Tanzania": "tz",
+    "Moldova": "md",
+    "Brunei": "bn",
+    "Czechia": "cz",
+    "North Macedonia": "mk",
+    "Eswatini": "sz",
+    "Cabo Verde": "cv",
+    "Libya": "ly",
+    "West Bank and Gaza": "ps",
+    "Micronesia": "fm",
+    "Kosovo": "xk",
+    # ISO codes of countries that pygal's world map has no shape for (small states, islands).
+    "Antigua and Barbuda": "ag",
+    "Bahamas": "bs",
+    "Barbados": "bb",
+    "Comoros": "km",
+    "Dominica": "dm",
+    "Fiji": "fj",
+    "Grenada": "gd",
+    "Kiribati": "ki",
+    "Marshall Islands": "mh",
+    "Nauru": "nr",
+    "Palau": "pw",
+    "Qatar": "qa",
+    "Saint Kitts and Nevis": "kn",
+    "Saint Lucia": "lc",
+    "Saint Vincent and the Grenadines": "vc",
+    "Samoa": "ws",
+    "Solomon Islands": "sb",
+    "South Sudan": "ss",
+    "Tonga": "to",
+    "Trinidad and Tobago": "tt",
+    "Tuvalu": "tv",
+    "Vanuatu": "vu",
+}
+# Rows of the JHU file that are not countries.
+NOT_COUNTRIES = {"Diamond Princess", "MS Zaandam", "Summer Olympics 2020", "Winter Olympics 2022"}
+
+
+def map_country(name: str) -> tuple[str | None, str]:
+    """(pygal code, "") for a country on pygal's world map, else (None, why it cannot be drawn)."""
+    from pygal_maps_world.i18n import COUNTRIES
+
+    if name in NOT_COUNTRIES:
+        return None, "not a country (a ship or an event)"
+    by_name = {country.lower(): code for code, country in COUNTRIES.items()}
+    code = COUNTRY_CODES.get(name) or by_name.get(name.lower())
+    if code is None:
+        return None, "no ISO code known for this name"
+    if code not in COUNTRIES:
+        return None, f"pygal's world map has no shape for {code!r}"
+    return code, ""
+
+
+class CorrelationHeatmap(L.Callback):
+    """The correlation of daily new cases between the `top_n` most-cased countries (upper triangle
+    masked), and the full matrix of all countries as correlation.csv in the run dir."""
+
+    def __init__(self, output_dir: str, figures_dir: str, top_n: int = 30) -> None:
+        self.output_dir, self.figures_dir, self.top_n = Path(output_dir), Path(figures_dir), max(2, top_n)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        import seaborn as sns
+
+        datamodule = trainer.datamodule
+        corr = datamodule.correlation
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        corr.to_csv(self.output_dir / "correlation.csv", float_format="%.4f")
+        top = datamodule.table.iloc[:, -1].sort_values(ascending=False).index[: self.top_n]
+        shown = corr.loc[top, top]
+        size = max(6.0, 0.32 * len(top))
+        fig, axis = plt.subplots(figsize=(size + 1.5, size))
+        mask = np.triu(np.ones_like(shown.to_numpy(), dtype=bool))
+        sns.heatmap(
+            shown, mask=mask, cmap="coolwarm", vmin=-1, vmax=1, square=True, ax=axis, cbar_kws={"shrink": 0.7}
+        )
+        dates = datamodule.table.columns
+        axis.set_title(
+            f"correlation of daily new cases, {len(top)} most-cased countries, "
+            f"{dates[0].date()}..{dates[-1].date()}",
+            fontsize=10,
+        )
+        save_figure(fig, self.figures_dir, "correlation_heatmap", trainer)
+
+
+class LearningCurvesWithTest(LearningCurves):
+    """The shared learning curves plus the per-epoch test values (logged during validation)."""
+
+    def on_training_finished(self, trainer: L.Trainer) -> None:
+        if not (trainer.is_global_zero and self.rows):
+            return
+        fig, axes = plt.subplots(1, len(self.metrics), figsize=(4.2 * len(self.metrics), 3.4), squeeze=False)
+        epochs = [row["epoch"] + 1 for row in self.rows]
+        for axis, metric in zip(axes[0], self.metrics):
+            for split, style in (("train", "-o"), ("val", "-s"), ("test", "-^")):
+                values = [row.get(f"{split}/{metric}", math.nan) for row in self.rows]
+                if any(not math.isnan(v) for v in values):
+                    axis.plot(epochs, values, style, markersize=3, label=split)
+            axis.set_title(metric)
+            axis.set_xlabel("epoch")
+            axis.grid(alpha=0.3)
+            axis.legend()
+        fig.tight_layout()
+        save_figure(fig, self.figures_dir, "learning_curves", trainer, step=trainer.current_epoch)
+
+
+class ConfusionMatrices(L.Callback):
+    """Train and test confusion matrices of the tested (best) model, side by side."""
+
+    def __init__(self, figures_dir: str) -> None:
+        self.figures_dir = Path(figures_dir)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        import seaborn as sns
+
+        fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+        for axis, split in zip(axes, ("train", "test")):
+            windows, labels = trainer.datamodule.splits[split]
+            probabilities = pl_module.predict_proba(windows)
+            matrix = binary_confusion_matrix(probabilities, labels.long().to(pl_module.device)).cpu().numpy()
+            sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, ax=axis, square=True)
+            accuracy = np.trace(matrix) / max(1, matrix.sum())
+            axis.set_title(f"{split}: accuracy {accuracy:.3f} ({matrix.sum()} windows)")
+            axis.set_xlabel("predicted")
+            axis.set_ylabel("true")
+            axis.set_xticklabels(["not up (0)", "up (1)"])
+            axis.set_yticklabels(["not up (0)", "up (1)"])
+        fig.tight_layout()
+        save_figure(fig, self.figures_dir, "confusion_matrix", trainer)
+
+
+class WorldMap(L.Callback):
+    """Tomorrow's probability of an increase for every country of the file, on pygal's world map.
+
+    Two series: ascending (p >= 0.5) and descending (p < 0.5), each country's probability as value and
+    tooltip. Countries that cannot be drawn are logged, counted in the metrics (`test/map_unmapped`)
+    and listed with their reason in world_map.csv next to the drawn ones.
+    """
+
+    def __init__(self, output_dir: str, figures_dir: str) -> None:
+        self.output_dir, self.figures_dir = Path(output_dir), Path(figures_dir)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from pygal_maps_world.maps import World
+
+        names, windows = trainer.datamodule.latest_windows()
+        probabilities = pl_module.predict_proba(windows).cpu().tolist()
+        ascending, descending, rows, unmapped = {}, {}, [], []
+        for name, probability in zip(names, probabilities):
+            code, why = map_country(name)
+            rows.append([name, code or "", f"{probability:.4f}", why])
+            if code is None:
+                unmapped.append(f"{name} ({why})")
+                continue
+            series = ascending if probability >= 0.5 else descending
+            # pygal maps take {"value": (code, value), "label": tooltip text}.
+            point = {
+                "value": (code, round(probability, 4)),
+                "label": f"{name}: P(increase) = {probability:.2f}",
+            }
+            previous = series.get(code)  # two names, one shape: keep the more confident one
+            if previous is None or abs(probability - 0.5) > abs(previous["value"][1] - 0.5):
+                series[code] = point
+        pl_module.log("test/map_unmapped", float(len(unmapped)))
+        if not trainer.is_global_zero:
+            return
+        if unmapped:
+            log.warning("world map: %d names not drawn: %s", len(unmapped), "; ".join(unmapped))
+        last_day = trainer.datamodule.table.columns[-1].date()
+        chart = World(
+            title=f"P(new cases rise on the day after {last_day}), L={trainer.datamodule.interval}",
+            show_legend=True,
+        )
+        chart.add("ascending (p >= 0.5)", list(ascending.values()))
+        chart.add("descending (p < 0.5)", list(descending.values()))
+        self.figures_dir.mkdir(parents=True, exist_ok=True)
+        chart.render_to_file(str(self.figures_dir / "world_map.svg"))
+        with open(self.output_dir / "world_map.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["country", "pygal_code", "p_increase", "not_drawn_because"])
+            writer.writerows(rows)
+
+
+class DataReport(L.Callback):
+    """Adds to the test metrics what tells a result apart from chance: the label balance of each split
+    and the majority-class and logistic-regression baselines on the same windows."""
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        datamodule = trainer.datamodule
+        values = {
+            **datamodule.label_balance,
+            **datamodule.baselines,
+            "test/countries": float(len(datamodule.countries)),
+        }
+        pl_module.log_dict(values, add_dataloader_idx=False)
+
+
+def compare_interval_cell(jobs: list, sweep_dir: Path) -> Path:
+    """Test accuracy and F1 by interval L (x) and cell (bars), with the majority and logistic-regression
+    baselines of each L as markers; jobs with the same L and cell (e.g. seeds) are averaged."""
+    table: dict[tuple[int, str], list[dict[str, float]]] = {}
+    for job in jobs:
+        key = (int(job.hparams.get("data.interval", 0)), str(job.hparams.get("model.net.cell", "?")))
+        table.setdefault(key, []).append(job.metrics)
+    intervals = sorted({key[0] for key in table})
+    order = ["rnn", "lstm", "gru"]
+    cells = sorted(
+        {key[1] for key in table}, key=lambda cell: (order.index(cell) if cell in order else 9, cell)
+    )
+    width = 0.8 / max(1, len(cells))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for axis, metric in zip(axes, ("acc", "f1")):
+        for i, cell in enumerate(cells):
+            xs, ys = [], []
+            for j, interval in enumerate(intervals):
+                runs = table.get((interval, cell), [])
+                values = [m[f"test/{metric}"] for m in runs if f"test/{metric}" in m]
+                if values:
+                    xs.append(j + (i - (len(cells) - 1) / 2) * width)
+                    ys.append(float(np.mean(values)))
+            bars = axis.bar(xs, ys, width, label=cell)
+            axis.bar_label(bars, fmt="%.3f", fontsize=7)
+        for name, marker in (("majority", "_"), ("logreg", "x")):
+            ys = []
+            for interval in intervals:
+                values = [
+                    m.get(f"test/{metric}_{name}")
+                    for key, runs in table.items()
+                    if key[0] == interval
+                    for m in runs
+                ]
+                values = [v for v in values if v is not None]
+                ys.append(float(np.mean(values)) if values else math.nan)
+            axis.scatter(
+                range(len(intervals)),
+                ys,
+                marker=marker,
+                s=400 if marker == "_" else 60,
+                color="black" if name == "majority" else "red",
+                zorder=3,
+                label=name,
+            )
+        axis.set_xticks(range(len(intervals)), [f"L={interval}" for interval in intervals])
+        axis.set_title(f"test {metric} by interval and cell")
+        axis.grid(alpha=0.3, axis="y")
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, sweep_dir, "comparison")
