@@ -1,0 +1,309 @@
+"""The covid task: both case-file formats, windows and labels, baselines, the country-name mapping,
+bad input as one-line errors, and a 2-job sweep through run.py."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import assert_run_outputs, compose_config
+
+from callbacks.covid import NOT_COUNTRIES, map_country
+from datamodules.covid import (
+    CovidDataModule,
+    correlated_countries,
+    correlation_matrix,
+    daily_differences,
+    first_occurrences,
+    fit_baselines,
+    make_windows,
+    normalize_windows,
+    read_case_table,
+    select_dates,
+    split_windows,
+)
+from hw2lab.errors import HW2LabError
+from lightning_modules.covid import CovidModule, RecurrentClassifier
+
+START = date(2020, 1, 22)
+# Real JHU names: four need the explicit table, one is a ship, one has no shape on pygal's map.
+NAMES = ["US", "Korea, South", "Taiwan*", "Congo (Kinshasa)", "France", "Italy", "Diamond Princess", "Qatar"]
+
+
+def jhu_date(day: date) -> str:
+    return f"{day.month}/{day.day}/{day.year % 100}"
+
+
+def excel_date(day: date) -> str:
+    """The course pivot's headers: Excel turned m/d/yy with d <= 12 into 200m/d/yy."""
+    if day.day <= 12 and day.month >= 2:
+        return f"{2000 + day.month}/{day.day}/{day.year % 100}"
+    return jhu_date(day)
+
+
+def synthetic_cases(countries: int, days: int, seed: int = 0) -> dict[str, list[int]]:
+    """Cumulative counts: noisy exponential growth with a shared trend, so countries correlate."""
+    rng = np.random.default_rng(seed)
+    trend = np.exp(np.linspace(0, 4, days))
+    out = {}
+    for i in range(countries):
+        new = rng.poisson(trend * (1 + i % 3) * rng.uniform(0.5, 1.5, days))
+        out[NAMES[i]] = np.cumsum(new).tolist()
+    return out
+
+
+def write_jhu(path: Path, cases: dict[str, list[int]], split_provinces: bool = True) -> Path:
+    """The JHU CSSE layout (CRLF); the first country is split into two provinces that must be summed."""
+    days = len(next(iter(cases.values())))
+    header = ["Province/State", "Country/Region", "Lat", "Long"]
+    header += [jhu_date(START + timedelta(days=d)) for d in range(days)]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\r\n")
+        writer.writerow(header)
+        for i, (name, counts) in enumerate(cases.items()):
+            if i == 0 and split_provinces:
+                half = [c // 2 for c in counts]
+                writer.writerow(["North", name, "1.0", "2.0", *half])
+                writer.writerow(["South", name, "", "", *[c - h for c, h in zip(counts, half)]])
+            else:
+                writer.writerow(["", name, "1.0", "2.0", *counts])
+    return path
+
+
+def write_course(path: Path, cases: dict[str, list[int]]) -> Path:
+    """The course's pivot: a date header, a 'sum' row, a 'Country/Region' row, then one row per country."""
+    days = len(next(iter(cases.values())))
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["", "Lat", "Long", *[excel_date(START + timedelta(days=d)) for d in range(days)]])
+        writer.writerow(["", *["sum"] * (days + 2)])
+        writer.writerow(["Country/Region", *[""] * (days + 2)])
+        for name, counts in cases.items():
+            writer.writerow([name, "10.5", "-3.2", *counts])
+    return path
+
+
+@pytest.fixture
+def cases() -> dict[str, list[int]]:
+    return synthetic_cases(countries=8, days=40)
+
+
+@pytest.fixture
+def data_dir(tmp_path, cases) -> Path:
+    root = tmp_path / "data"
+    (root / "covid").mkdir(parents=True)
+    write_jhu(root / "covid" / "time_series_covid19_confirmed_global.csv", cases)
+    write_course(root / "covid" / "covid_19.csv", cases)
+    return root
+
+
+# ------------------------------------------------------------------------------------------ file formats
+def test_both_formats_read_to_the_same_table(data_dir, cases):
+    jhu = read_case_table(data_dir / "covid" / "time_series_covid19_confirmed_global.csv")
+    course = read_case_table(data_dir / "covid" / "covid_19.csv")
+    assert list(jhu.index) == sorted(cases)
+    assert jhu.equals(course)
+    assert jhu.columns[0].date() == START and jhu.columns[-1].date() == START + timedelta(days=39)
+    assert jhu.loc["US"].tolist() == cases["US"]  # the two provinces summed
+
+
+def test_real_files(real_data_dir):
+    jhu = read_case_table(real_data_dir / "covid" / "time_series_covid19_confirmed_global.csv")
+    course = read_case_table(real_data_dir / "covid" / "covid_19.csv")
+    assert jhu.shape == (201, 1143) and course.shape == (185, 82)
+    assert jhu.columns[-1].date() == date(2023, 3, 9) and course.columns[-1].date() == date(2020, 4, 12)
+    # The README's sanity numbers for the last day.
+    assert int(jhu.iloc[:, -1].sum()) == 676_570_149
+    assert int(jhu.loc["US"].iloc[-1]) == 103_802_702 and int(jhu.loc["Zimbabwe"].iloc[-1]) == 264_276
+    # The course file is a pivot of the same source: cumulative counts never decrease by much.
+    assert (course.diff(axis=1).iloc[:, 1:] >= 0).to_numpy().mean() > 0.99
+
+
+def test_every_real_country_name_maps_or_is_listed(real_data_dir):
+    names = set(read_case_table(real_data_dir / "covid" / "time_series_covid19_confirmed_global.csv").index)
+    names |= set(read_case_table(real_data_dir / "covid" / "covid_19.csv").index)
+    drawn, not_drawn = {}, {}
+    for name in names:
+        code, why = map_country(name)
+        (drawn if code else not_drawn)[name] = code or why
+    assert not [n for n, why in not_drawn.items() if "no ISO code" in why], not_drawn
+    assert NOT_COUNTRIES <= set(not_drawn)
+    assert {drawn[n] for n in ("US", "Korea, South", "Taiwan*", "Congo (Kinshasa)", "Burma", "Holy See")} == {
+        "us",
+        "kr",
+        "tw",
+        "cd",
+        "mm",
+        "va",
+    }
+    assert len(drawn) >= 175
+
+
+# ------------------------------------------------------------------------------------- windows and labels
+def test_windows_and_label_rules_on_a_hand_made_series():
+    diffs = np.array([[0.0, 1.0, 3.0, 2.0, 5.0], [4.0, 0.0, 0.0, 0.0, 0.0]])
+    windows, labels, rows, days = make_windows(diffs, 2, "increase")
+    assert windows.tolist() == [[0, 1], [1, 3], [3, 2], [4, 0], [0, 0], [0, 0]]
+    assert labels.tolist() == [1, 0, 1, 0, 0, 0]  # next day above the window's last day
+    assert rows.tolist() == [0, 0, 0, 1, 1, 1] and days.tolist() == [2, 3, 4, 2, 3, 4]
+    _, labels, _, _ = make_windows(diffs, 2, "new_cases")
+    assert labels.tolist() == [1, 1, 1, 0, 0, 0]  # any new cases on the next day
+    assert normalize_windows(np.array([[2.0, -4.0], [0.0, 0.0]]), "max").tolist() == [[0.5, -1.0], [0.0, 0.0]]
+    assert first_occurrences(np.array([[1.0, 2.0], [0.0, 0.0], [1.0, 2.0], [0.0, 0.0]])).tolist() == [0, 1]
+
+
+def test_differences_correlation_and_country_set(cases):
+    table = read_case_table_from(cases)
+    diffs = daily_differences(select_dates(table, "2020-01-23", None))
+    assert diffs.shape == (8, 38)
+    corr = correlation_matrix(diffs)
+    assert np.allclose(np.diag(corr), 1) and np.allclose(corr, corr.T)
+    assert correlated_countries(corr, 0.2, 1) == list(cases)  # a shared trend (table order kept)
+    assert correlated_countries(corr, 0.999, 1) == []
+
+
+def read_case_table_from(cases):
+    import pandas as pd
+
+    dates = pd.date_range(START, periods=len(next(iter(cases.values()))))
+    return pd.DataFrame(list(cases.values()), index=list(cases), columns=dates)
+
+
+def test_time_split_keeps_the_future_out_of_training():
+    target_day = np.tile(np.arange(5, 45), 3)
+    parts = split_windows(target_day, "time", val_fraction=0.1, test_fraction=0.2, seed=0)
+    assert target_day[parts["train"]].max() < target_day[parts["val"]].min()
+    assert target_day[parts["val"]].max() < target_day[parts["test"]].min()
+    assert target_day[parts["test"]].min() == 37  # the last 8 of 40 labelled days
+    random = split_windows(target_day, "random", val_fraction=0.1, test_fraction=0.2, seed=0)
+    assert sorted(np.concatenate(list(random.values())).tolist()) == list(range(len(target_day)))
+
+
+def test_baselines_on_separable_windows():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3))
+    y = (x[:, -1] > 0.8).astype(np.float32)  # mostly 0: the majority class predicts 0
+    scores = fit_baselines(x[:300], y[:300], x[300:], y[300:], seed=0)
+    assert scores["test/f1_majority"] == 0.0
+    assert scores["test/acc_logreg"] > scores["test/acc_majority"]
+
+
+def test_datamodule_reports_balance_and_baselines(data_dir):
+    datamodule = CovidDataModule(
+        str(data_dir), "covid/covid_19.csv", interval=4, start_date=None, end_date=None, min_partners=1
+    )
+    datamodule.setup()
+    total = sum(len(labels) for _, labels in datamodule.splits.values())
+    assert total == len(datamodule.countries) * (39 - 4)
+    assert datamodule.splits["train"][0].shape[1] == 4
+    assert set(datamodule.label_balance) == {"train/positive_rate", "val/positive_rate", "test/positive_rate"}
+    assert {"test/acc_majority", "test/acc_logreg", "test/f1_logreg"} <= set(datamodule.baselines)
+    names, latest = datamodule.latest_windows()
+    assert len(names) == 8 and latest.shape == (8, 4)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_model_gives_one_logit_per_window(cell):
+    module = CovidModule(RecurrentClassifier(cell, hidden_size=8, num_layers=2, dropout=0.1))
+    assert module(torch.randn(5, 7)).shape == (5,)
+    assert module.predict_proba(torch.randn(3, 7)).min() >= 0
+
+
+def test_top_level_knobs_reach_data_and_model():
+    cfg = compose_config(["task=covid", "interval=7", "cell=gru"])
+    assert cfg.data.interval == 7 and cfg.model.net.cell == "gru"
+    assert cfg.callbacks.model_checkpoint.monitor == cfg.optimized_metric
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+def test_missing_country_column(tmp_path, cases):
+    path = write_jhu(tmp_path / "bad.csv", cases, split_provinces=False)
+    text = path.read_text().replace("Country/Region", "Region")
+    path.write_text(text)
+    with pytest.raises(HW2LabError, match="no Country/Region column.*JHU CSSE.*covid_19.csv"):
+        read_case_table(path)
+
+
+def test_non_numeric_count(tmp_path, cases):
+    path = write_course(tmp_path / "bad.csv", cases)
+    lines = path.read_text().splitlines()
+    lines[4] = lines[4].rsplit(",", 1)[0] + ",many"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(HW2LabError, match="non-numeric count 'many' for 'Korea, South'"):
+        read_case_table(path)
+
+
+def test_threshold_that_leaves_no_country(data_dir):
+    datamodule = CovidDataModule(
+        str(data_dir), "covid/covid_19.csv", end_date=None, corr_threshold=0.999, min_partners=3
+    )
+    with pytest.raises(HW2LabError, match="no country has 3 partners correlated above 0.999"):
+        datamodule.setup()
+
+
+def test_date_window_outside_the_file(data_dir):
+    datamodule = CovidDataModule(str(data_dir), "covid/covid_19.csv", end_date="2020-04-12")
+    with pytest.raises(HW2LabError, match="outside the file's 2020-01-22..2020-03-01"):
+        datamodule.setup()
+
+
+def test_bad_values_fail_in_the_constructor(data_dir):
+    with pytest.raises(HW2LabError, match="label_rule"):
+        CovidDataModule(str(data_dir), "covid/covid_19.csv", label_rule="up")
+    with pytest.raises(HW2LabError, match="cell must be one of"):
+        RecurrentClassifier("transformer")
+
+
+def test_interval_longer_than_the_series(data_dir):
+    datamodule = CovidDataModule(
+        str(data_dir), "covid/covid_19.csv", interval=60, end_date=None, min_partners=1
+    )
+    with pytest.raises(HW2LabError, match="interval L=60 is longer than the series: .* 39 daily differences"):
+        datamodule.setup()
+
+
+# ------------------------------------------------------------------------------------------ end to end
+def test_two_job_sweep(cli, data_dir, tmp_path):
+    cli(
+        [
+            "-m",
+            "task=covid",
+            "data=covid_jhu",
+            "interval=3,5",
+            "cell=gru",
+            "data.start_date=null",
+            "data.end_date=null",
+            "data.min_partners=1",
+            "trainer=debug",
+            "trainer.max_epochs=2",
+            "callbacks.correlation_heatmap.top_n=5",
+        ],
+        data_dir=data_dir,
+    )
+    sweep = tmp_path / "sweep"
+    for job in ("0", "1"):
+        record = assert_run_outputs(
+            sweep / job, figures=["correlation_heatmap", "learning_curves", "confusion_matrix"]
+        )
+        metrics = record["metrics"]
+        assert {"test/acc", "test/f1", "test/auroc", "test/acc_logreg", "test/acc_majority"} <= set(metrics)
+        assert metrics["test/map_unmapped"] == 2  # the ship and Qatar, listed rather than dropped
+        svg = (sweep / job / "figures" / "world_map.svg").read_text()
+        assert "ascending" in svg and "descending" in svg and "Korea, South: P(increase)" in svg
+        with open(sweep / job / "world_map.csv") as handle:
+            rows = {row["country"]: row for row in csv.DictReader(handle)}
+        assert set(rows) == set(NAMES) and rows["Taiwan*"]["pygal_code"] == "tw"
+        assert rows["Diamond Princess"]["not_drawn_because"] and rows["Qatar"]["not_drawn_because"]
+        with open(sweep / job / "correlation.csv") as handle:
+            assert len(list(csv.reader(handle))) == 9  # header + 8 countries
+        with open(sweep / job / "history.csv") as handle:
+            header = next(csv.reader(handle))
+        assert {"train/acc", "val/acc", "test/acc"} <= set(header)
+    assert json.loads((sweep / "1" / "metrics.json").read_text())["hparams"]["data.interval"] == 5
+    assert (sweep / "summary.csv").is_file() and (sweep / "summary.md").is_file()
+    assert (sweep / "comparison.png").stat().st_size > 1000
