@@ -1,0 +1,220 @@
+"""Food image classifiers: the course report's small CNN and a stronger from-scratch CNN, with L2.
+
+L2 regularisation adds ½·λ·Σ‖w‖² over the weights of every conv and linear layer (not biases or BatchNorm)
+to the objective. `l2_mode` says where it enters:
+- `optimizer`: Adam's `weight_decay=λ` on those weights (Adam adds λ·w to their gradient: coupled L2);
+- `loss`: the term itself is added to the training loss, and autograd yields the same λ·w.
+Both give the same updates; `train/l2` logs the penalty's value either way, so its effect shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hw2lab.errors import check
+
+L2_MODES = ("optimizer", "loss")
+SCHEDULERS = ("cosine", "none")
+
+
+class ReportCNN(nn.Module):
+    """The report's CNN: 3 × (conv 5×5 'same' - ReLU - maxpool 2), 16/32/32 channels, one linear layer."""
+
+    def __init__(
+        self, num_classes: int, image_size: int, channels: Sequence[int] = (16, 32, 32), kernel_size: int = 5
+    ) -> None:
+        super().__init__()
+        check(kernel_size % 2 == 1, f"model.net.kernel_size must be odd, got {kernel_size}")
+        check(
+            image_size % 2 ** len(channels) == 0,
+            f"ReportCNN needs image_size divisible by {2 ** len(channels)}, got {image_size}",
+        )
+        layers, in_channels = [], 3
+        for out_channels in channels:
+            layers += [
+                nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
+            in_channels = out_channels
+        self.features = nn.Sequential(*layers)
+        side = image_size // 2 ** len(channels)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * side * side, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class FoodCNN(nn.Module):
+    """VGG-style stages of conv3-BN-ReLU, max-pooled between stages, then global average pooling,
+    dropout and a linear layer: few parameters for 700 images and no dependence on the input size."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        widths: Sequence[int] = (32, 64, 128, 256),
+        convs_per_stage: int = 2,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        check(len(widths) >= 1 and convs_per_stage >= 1, "model.net needs >= 1 stage and >= 1 conv per stage")
+        check(0 <= dropout < 1, f"model.net.dropout must be in [0, 1), got {dropout}")
+        layers: list[nn.Module] = []
+        in_channels = 3
+        for stage, width in enumerate(widths):
+            if stage > 0:
+                layers.append(nn.MaxPool2d(2))
+            for _ in range(convs_per_stage):
+                layers.append(conv_bn_relu(in_channels, width))
+                in_channels = width
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_channels, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def decayed_parameters(net: nn.Module) -> Iterator[torch.Tensor]:
+    """The weights L2 applies to: those of conv and linear layers."""
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            yield module.weight
+
+
+def l2_penalty(net: nn.Module, weight_decay: float) -> torch.Tensor:
+    """½·λ·Σ‖w‖², whose gradient λ·w is what Adam's weight_decay adds."""
+    return 0.5 * weight_decay * sum(weight.pow(2).sum() for weight in decayed_parameters(net))
+
+
+class FoodClassifier(L.LightningModule):
+    """Cross-entropy training of a food CNN; logs loss (plain cross-entropy), acc and the L2 penalty per
+    epoch, and at test time also the un-augmented training accuracy and the train-test gap."""
+
+    def __init__(
+        self,
+        net: Callable[..., nn.Module],
+        class_names: list[str],
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        l2_mode: str = "optimizer",
+        label_smoothing: float = 0.0,
+        scheduler: str = "cosine",
+    ) -> None:
+        super().__init__()
+        class_names = [str(name) for name in class_names]  # plain list: checkpoints load with weights_only
+        check(lr > 0, f"model.lr must be > 0, got {lr}")
+        check(weight_decay >= 0, f"model.weight_decay must be >= 0, got {weight_decay}")
+        check(l2_mode in L2_MODES, f"l2_mode must be one of {L2_MODES}, got {l2_mode!r}")
+        check(0 <= label_smoothing < 1, f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        check(scheduler in SCHEDULERS, f"model.scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        self.save_hyperparameters(ignore=["net"], logger=False)
+        self.class_names = list(class_names)
+        # The config gives the net as a partial: the number of classes comes from the data's class names.
+        self.net = net(num_classes=len(self.class_names)) if not isinstance(net, nn.Module) else net
+        self.weight_decay = float(weight_decay)
+        self.l2_mode = l2_mode
+        self.label_smoothing = float(label_smoothing)
+        # Epoch sums (cross-entropy × size, correct predictions) on the device; see vae.py for why.
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def training_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """What backward sees: smoothed cross-entropy, plus the L2 term when l2_mode is 'loss'."""
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        if self.l2_mode == "loss" and self.weight_decay > 0:
+            loss = loss + l2_penalty(self.net, self.weight_decay)
+        return loss
+
+    def _accumulate(self, stage: str, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        logits = logits.detach().float()
+        cross_entropy = F.cross_entropy(logits, labels, reduction="sum")
+        correct = (logits.argmax(dim=1) == labels).sum()
+        values = torch.stack([cross_entropy, correct.float()])
+        if stage in self._sums:
+            self._sums[stage].add_(values)
+            self._counts[stage] += labels.shape[0]
+        else:
+            self._sums[stage], self._counts[stage] = values, labels.shape[0]
+
+    def _epoch_means(self, stage: str) -> dict[str, torch.Tensor]:
+        if stage not in self._sums:
+            return {}
+        sums, count = self._sums.pop(stage), self._counts.pop(stage)
+        return {f"{stage}/loss": sums[0] / count, f"{stage}/acc": sums[1] / count}
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits = self.net(images)
+        self._accumulate("train", logits, labels)
+        return self.training_loss(logits, labels)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        self._accumulate("val", self.net(images), labels)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        self._accumulate("test", self.net(images), labels)
+
+    def on_train_epoch_end(self) -> None:
+        metrics = self._epoch_means("train")
+        with torch.no_grad():
+            metrics["train/l2"] = l2_penalty(self.net, self.weight_decay).detach()
+        self.log_dict(metrics, sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self._epoch_means("val"), sync_dist=True)
+
+    def on_test_epoch_end(self) -> None:
+        metrics = self._epoch_means("test")
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if metrics and datamodule is not None and hasattr(datamodule, "eval_batches"):
+            # Training accuracy as the report measured it: the training images without augmentation.
+            correct = torch.zeros((), device=self.device)
+            total = 0
+            for images, labels in datamodule.eval_batches("train"):
+                images, labels = images.to(self.device), labels.to(self.device)
+                predictions = self.net(datamodule.prepare(images, training=False)).argmax(dim=1)
+                correct += (predictions == labels).sum()
+                total += labels.shape[0]
+            metrics["test/train_acc"] = correct / max(total, 1)
+            metrics["test/train_test_gap"] = metrics["test/train_acc"] - metrics["test/acc"]
+        self.log_dict(metrics, sync_dist=True)
+
+    def configure_optimizers(self):
+        decayed = {id(p) for p in decayed_parameters(self.net)}
+        weights = [p for p in self.parameters() if id(p) in decayed]
+        others = [p for p in self.parameters() if id(p) not in decayed]
+        optimizer_decay = self.weight_decay if self.l2_mode == "optimizer" else 0.0
+        optimizer = torch.optim.Adam(
+            [{"params": weights, "weight_decay": optimizer_decay}, {"params": others, "weight_decay": 0.0}],
+            lr=self.hparams.lr,
+        )
+        trainer = self._trainer
+        if self.hparams.scheduler == "none" or trainer is None:
+            return optimizer
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, trainer.max_epochs))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
+
+    @torch.no_grad()
+    def predict_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits for normalised images on the module's device (figures)."""
+        return self.net(images).float()

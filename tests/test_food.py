@@ -1,0 +1,367 @@
+"""The food task: both on-disk layouts on generated JPEGs, bad files, L2 by hand, transforms, networks,
+the real Food-101 subset's split, and a 2-job weight-decay sweep through run.py."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import assert_run_outputs, compose_config
+from PIL import Image
+
+from datamodules.food import FoodDataModule, FoodTransforms, LabelledFiles, decode_images
+from hw2lab.errors import HW2LabError
+from hw2lab.pipeline import build
+from lightning_modules.food import FoodClassifier, FoodCNN, ReportCNN, l2_penalty
+
+FOOD11_CLASSES = [
+    "Bread",
+    "Dairy product",
+    "Dessert",
+    "Egg",
+    "Fried food",
+    "Meat",
+    "Noodles/Pasta",
+    "Rice",
+    "Seafood",
+    "Soup",
+    "Vegetable/Fruit",
+]
+FOLDER_CLASSES = ["apple_pie", "bibimbap", "beignets"]
+FIGURES = ["learning_curves", "weight_histograms", "misclassified", "confusion_matrix", "feature_maps"]
+
+
+def write_jpeg(path: Path, label: int, index: int, size: tuple[int, int] = (40, 30)) -> None:
+    """A photo-like JPEG whose colour depends on the class (so a model could learn it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(1000 * label + index)
+    base = torch.tensor([(label * 67) % 256, (label * 131) % 256, (label * 29) % 256], dtype=torch.float32)
+    noise = torch.randint(0, 40, (size[1], size[0], 3), generator=generator).float()
+    pixels = (base + noise).clamp(0, 255).to(torch.uint8).numpy()
+    Image.fromarray(pixels).save(path, format="JPEG")
+
+
+def make_food11(root: Path, per_split: dict[str, int], classes: int = len(FOOD11_CLASSES)) -> Path:
+    for folder, count in per_split.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for label in range(classes):
+            for index in range(count):
+                write_jpeg(root / folder / f"{label}_{index}.jpg", label, index)
+    return root
+
+
+def make_image_folder(root: Path, per_class: int = 6) -> Path:
+    """images/<class>/<id>.jpg plus Food-101 style meta lists naming some files that are absent."""
+    train_lines, test_lines = [], []
+    for label, name in enumerate(FOLDER_CLASSES):
+        for index in range(per_class):
+            image_id = 100 + index
+            write_jpeg(root / "images" / name / f"{image_id}.jpg", label, index, size=(30, 44))
+            (test_lines if index % 3 == 0 else train_lines).append(f"{name}/{image_id}")
+        train_lines.append(f"{name}/999999")  # listed, not present
+    (root / "meta").mkdir(parents=True, exist_ok=True)
+    (root / "meta" / "train.txt").write_text("\n".join(train_lines) + "\n")
+    (root / "meta" / "test.txt").write_text("\n".join(test_lines) + "\n")
+    return root
+
+
+def food11_module(data_dir: Path, **overrides) -> FoodDataModule:
+    settings = dict(
+        data_dir=str(data_dir),
+        root="food11",
+        class_names=FOOD11_CLASSES,
+        layout="food11",
+        food11_folders={"train": "training", "val": "validation", "test": "evaluation"},
+        image_size=16,
+        batch_size=8,
+    )
+    return FoodDataModule(**{**settings, **overrides})
+
+
+def folder_module(data_dir: Path, **overrides) -> FoodDataModule:
+    settings = dict(
+        data_dir=str(data_dir),
+        root="images",
+        class_names=FOLDER_CLASSES,
+        layout="image_folder",
+        split_lists={"train": "meta/train.txt", "test": "meta/test.txt"},
+        val_fraction=0.25,
+        image_size=16,
+        batch_size=4,
+    )
+    return FoodDataModule(**{**settings, **overrides})
+
+
+# --- reading the layouts -----------------------------------------------------------------------------
+
+
+def test_food11_layout_labels_come_from_file_names(tmp_path):
+    make_food11(tmp_path / "food11", {"training": 2, "validation": 1, "evaluation": 1})
+    datamodule = food11_module(tmp_path)
+    datamodule.setup()
+    assert {split: len(images) for split, images in datamodule.images.items()} == {
+        "train": 22,
+        "val": 11,
+        "test": 11,
+    }
+    assert datamodule.images["train"].dtype == torch.uint8
+    assert datamodule.images["train"].shape[1:] == (3, 16, 16)
+    assert sorted(datamodule.labels["train"].tolist()) == sorted(list(range(11)) * 2)
+    # The colour of each decoded image is its class's colour: labels and pixels stay paired.
+    red = datamodule.images["val"][:, 0].float().mean(dim=(1, 2))
+    expected = torch.tensor([(label * 67) % 256 + 19.5 for label in datamodule.labels["val"].tolist()])
+    assert torch.allclose(red, expected.clamp(max=255), atol=12)
+
+
+def test_image_folder_layout_with_split_lists(tmp_path, caplog):
+    make_image_folder(tmp_path)
+    (tmp_path / "images" / "not_a_class").mkdir()
+    datamodule = folder_module(tmp_path)
+    with caplog.at_level(logging.INFO, logger="hw2lab"):
+        datamodule.setup()
+    # 6 per class: indices 0 and 3 are test (2 per class), 4 train per class of which 1 is validation.
+    assert len(datamodule.images["test"]) == 6
+    assert torch.bincount(datamodule.labels["val"]).tolist() == [1, 1, 1]
+    assert torch.bincount(datamodule.labels["train"]).tolist() == [3, 3, 3]
+    assert "12 of 15 train entries and 6 of 6 test entries present" in caplog.text
+    assert "not_a_class" in caplog.text
+
+
+def test_image_folder_layout_without_lists_splits_each_class(tmp_path):
+    make_image_folder(tmp_path, per_class=10)
+    datamodule = folder_module(tmp_path, split_lists=None, split=[0.6, 0.2, 0.2])
+    datamodule.setup()
+    for split, per_class in (("train", 6), ("val", 2), ("test", 2)):
+        assert torch.bincount(datamodule.labels[split]).tolist() == [per_class] * 3
+    again = folder_module(tmp_path, split_lists=None, split=[0.6, 0.2, 0.2])
+    again.setup()
+    assert torch.equal(again.images["test"], datamodule.images["test"]), "the split is seeded"
+
+
+def test_decoding_centre_crops_to_a_square(tmp_path):
+    path = tmp_path / "wide.jpg"
+    pixels = torch.zeros(20, 60, 3, dtype=torch.uint8)
+    pixels[:, 20:40] = 255  # a white centre square between black side bands
+    Image.fromarray(pixels.numpy()).save(path, quality=100)
+    files = LabelledFiles([path], [0])
+    images, _ = decode_images(files, image_size=10, crop=None)
+    assert images.shape == (1, 3, 10, 10)
+    assert images.float().mean() > 240, "the centre square, not the black bands"
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+
+def test_a_file_that_is_not_an_image_is_skipped_and_counted(tmp_path, caplog):
+    make_food11(tmp_path / "food11", {"training": 2, "validation": 1, "evaluation": 1})
+    (tmp_path / "food11" / "training" / "3_99.jpg").write_text("not a jpeg")
+    (tmp_path / "food11" / "training" / "4_98.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    datamodule = food11_module(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="hw2lab"):
+        datamodule.setup()
+    assert len(datamodule.images["train"]) == 22
+    assert "skipped 2 unreadable image file(s)" in caplog.text
+
+
+def test_a_name_without_class_prefix_is_skipped_and_counted(tmp_path, caplog):
+    make_food11(tmp_path / "food11", {"training": 2, "validation": 1, "evaluation": 1})
+    write_jpeg(tmp_path / "food11" / "training" / "pizza.jpg", 0, 0)
+    write_jpeg(tmp_path / "food11" / "training" / "x_1.jpg", 0, 1)
+    datamodule = food11_module(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="hw2lab"):
+        datamodule.setup()
+    assert len(datamodule.images["train"]) == 22
+    assert "skipped 2 file(s)" in caplog.text and "pizza.jpg" in caplog.text
+
+
+def test_an_empty_split_folder_is_one_clear_error(tmp_path):
+    make_food11(tmp_path / "food11", {"training": 1, "evaluation": 1})
+    (tmp_path / "food11" / "validation").mkdir()
+    with pytest.raises(HW2LabError, match="no <class>_<index>.jpg images in the Food-11 split folder"):
+        food11_module(tmp_path).setup()
+
+
+def test_a_split_of_only_unreadable_files_is_one_clear_error(tmp_path):
+    make_food11(tmp_path / "food11", {"training": 1, "evaluation": 1})
+    (tmp_path / "food11" / "validation").mkdir()
+    (tmp_path / "food11" / "validation" / "0_1.jpg").write_text("text")
+    with pytest.raises(HW2LabError, match="the val split has no readable images"):
+        food11_module(tmp_path).setup()
+
+
+def test_class_index_beyond_class_names_is_an_error(tmp_path):
+    make_food11(tmp_path / "food11", {"training": 1, "validation": 1, "evaluation": 1}, classes=3)
+    with pytest.raises(HW2LabError, match="class 2 but class_names lists only 2"):
+        food11_module(tmp_path, class_names=["Bread", "Dairy product"]).setup()
+
+
+def test_missing_data_and_bad_values_are_clear_errors(tmp_path):
+    with pytest.raises(HW2LabError, match="missing dataset file food11"):
+        food11_module(tmp_path).setup()
+    with pytest.raises(HW2LabError, match="data.layout"):
+        food11_module(tmp_path, layout="csv")
+    with pytest.raises(HW2LabError, match="data.crop_scale"):
+        food11_module(tmp_path, crop_scale=[0.5, 1.5])
+    with pytest.raises(HW2LabError, match="l2_mode"):
+        FoodClassifier(FoodCNN, FOOD11_CLASSES, l2_mode="decoupled")
+    with pytest.raises(HW2LabError, match="weight_decay"):
+        FoodClassifier(FoodCNN, FOOD11_CLASSES, weight_decay=-1)
+    with pytest.raises(HW2LabError, match="divisible by 8"):
+        ReportCNN(num_classes=11, image_size=60)
+
+
+# --- transforms and networks -----------------------------------------------------------------------
+
+
+def test_evaluation_only_normalises_and_training_flips_whole_images():
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    transforms = FoodTransforms(mean=[0.5] * 3, std=[0.5] * 3, hflip=True, crop_scale=None)
+    evaluated = transforms.evaluate(images)
+    assert torch.allclose(evaluated, images.float() / 127.5 - 1)
+    trained = transforms.train(images, torch.Generator().manual_seed(0))
+    for plain, augmented in zip(evaluated, trained, strict=True):
+        same = torch.allclose(augmented, plain, atol=1e-5)
+        mirrored = torch.allclose(augmented, plain.flip(-1), atol=1e-5)
+        assert same or mirrored
+    cropped = FoodTransforms(crop_scale=[0.3, 0.5]).train(images, torch.Generator().manual_seed(0))
+    assert cropped.shape == evaluated.shape and not torch.allclose(cropped, evaluated)
+
+
+@pytest.mark.parametrize(
+    "net", [ReportCNN(num_classes=11, image_size=32), FoodCNN(num_classes=11, widths=[8, 16])]
+)
+def test_networks_give_one_logit_per_class(net):
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 11)
+
+
+def test_report_cnn_is_the_report_architecture():
+    net = ReportCNN(num_classes=11, image_size=64)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size) for c in convs] == [(16, (5, 5)), (32, (5, 5)), (32, (5, 5))]
+    assert net.classifier[-1].in_features == 32 * 8 * 8
+
+
+# --- L2 ----------------------------------------------------------------------------------------------
+
+
+def test_l2_loss_term_matches_the_formula_by_hand():
+    torch.manual_seed(0)
+    module = FoodClassifier(
+        FoodCNN(num_classes=3, widths=[4, 8]), FOLDER_CLASSES, weight_decay=0.1, l2_mode="loss"
+    )
+    logits, labels = torch.randn(5, 3), torch.tensor([0, 1, 2, 1, 0])
+    squared = sum(
+        parameter.pow(2).sum()
+        for name, parameter in module.net.named_parameters()
+        if name.endswith("weight") and parameter.ndim > 1  # conv kernels and the linear matrix, not BN
+    )
+    expected = F.cross_entropy(logits, labels) + 0.5 * 0.1 * squared
+    assert torch.allclose(module.training_loss(logits, labels), expected)
+    assert torch.allclose(l2_penalty(module.net, 0.1), 0.5 * 0.1 * squared)
+    in_optimizer = FoodClassifier(module.net, FOLDER_CLASSES, weight_decay=0.1, l2_mode="optimizer")
+    assert torch.allclose(in_optimizer.training_loss(logits, labels), F.cross_entropy(logits, labels))
+
+
+def test_l2_in_the_loss_and_in_the_optimizer_give_the_same_update():
+    torch.manual_seed(0)
+    net = FoodCNN(num_classes=3, widths=[4, 8], dropout=0.0)
+    images, labels = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
+    updated = []
+    for mode in ("optimizer", "loss"):
+        module = FoodClassifier(copy.deepcopy(net), FOLDER_CLASSES, lr=0.01, weight_decay=0.5, l2_mode=mode)
+        optimizer = module.configure_optimizers()
+        for _ in range(3):
+            optimizer.zero_grad()
+            module.training_loss(module(images), labels).backward()
+            optimizer.step()
+        updated.append(torch.cat([p.detach().flatten() for p in module.parameters()]))
+    untouched = torch.cat([p.detach().flatten() for p in net.parameters()])
+    assert torch.allclose(updated[0], updated[1], atol=1e-6)
+    assert not torch.allclose(updated[0], untouched)
+    without = FoodClassifier(copy.deepcopy(net), FOLDER_CLASSES, lr=0.01, weight_decay=0.0)
+    optimizer = without.configure_optimizers()
+    for _ in range(3):
+        optimizer.zero_grad()
+        without.training_loss(without(images), labels).backward()
+        optimizer.step()
+    plain = torch.cat([p.detach().flatten() for p in without.parameters()])
+    assert not torch.allclose(plain, updated[0], atol=1e-6), "L2 changes the update"
+
+
+# --- real data -------------------------------------------------------------------------------------
+
+
+def test_real_food101_subset_uses_the_official_split(real_data_dir):
+    """The default config on the real copy: meta lists filtered to the 920 files present (69/23 per class),
+    10 of each class's 69 training images held out for validation."""
+    cfg = compose_config(["task=food", f"paths.data_dir={real_data_dir}"])
+    datamodule = build(cfg.data)
+    files = datamodule.list_files()
+    counts = {split: torch.bincount(torch.tensor(files[split].labels)).tolist() for split in files}
+    assert counts == {"train": [59] * 10, "val": [10] * 10, "test": [23] * 10}
+    train_names = {path.name for path in files["train"].paths + files["val"].paths}
+    assert not train_names & {path.name for path in files["test"].paths}
+    images, labels = decode_images(files["test"].subset(range(0, 230, 23)), image_size=64, crop=None)
+    assert images.shape == (10, 3, 64, 64) and labels.tolist() == list(range(10))
+    assert 20 < images.float().mean() < 235, "real photos, not blank"
+
+
+# --- end to end --------------------------------------------------------------------------------------
+
+
+def test_weight_decay_sweep_end_to_end(cli, tmp_path):
+    data_dir = tmp_path / "data"
+    make_food11(data_dir / "food11", {"training": 3, "validation": 1, "evaluation": 2})
+    result = cli(
+        [
+            "-m",
+            "task=food",
+            "data=food11",
+            "model.weight_decay=0,1e-4",
+            "trainer=debug",
+            "trainer.max_epochs=2",
+            "data.image_size=16",
+            "data.batch_size=8",
+            "model.net.widths=[8,16]",
+            "callbacks.test_figures.gallery_size=6",
+            "callbacks.feature_maps.channels=4",
+        ],
+        data_dir=data_dir,
+    )
+    sweep = tmp_path / "sweep"
+    jobs = [assert_run_outputs(sweep / str(number), FIGURES) for number in (0, 1)]
+    for job, weight_decay in zip(jobs, (0.0, 1e-4), strict=True):
+        assert job["hparams"]["model.weight_decay"] == weight_decay
+        metrics = job["metrics"]
+        assert 0 <= metrics["test/acc"] <= 1 and 0 <= metrics["test/train_acc"] <= 1
+        assert math.isclose(
+            metrics["test/train_test_gap"], metrics["test/train_acc"] - metrics["test/acc"], abs_tol=1e-6
+        )
+    assert jobs[0]["metrics"]["train/l2"] == 0 and jobs[1]["metrics"]["train/l2"] > 0
+    history = (sweep / "0" / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and all(
+        k in history[0] for k in ("train/acc", "val/acc", "val/loss", "train/l2")
+    )
+    assert (sweep / "summary.csv").is_file() and (sweep / "summary.md").is_file()
+    assert (sweep / "comparison.png").stat().st_size > 10_000
+    assert "model.weight_decay=0.0001" in (sweep / "summary.md").read_text()
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(sweep / "1" / "tensorboard"), size_guidance={"histograms": 0})
+    events.Reload()
+    histograms = events.Tags()["histograms"]
+    assert "classifier.3.weight" in histograms and "features.0.0.weight" in histograms
+    assert len(events.Histograms("classifier.3.weight")) == 2, "one histogram per epoch"
+    assert result.returncode == 0
+
+
+def test_bad_config_value_fails_before_training_in_one_line(cli, tmp_path):
+    result = cli(["task=food", "l2_mode=decoupled", "trainer=debug"], data_dir=tmp_path, expect_ok=False)
+    assert result.returncode != 0
+    assert "l2_mode must be one of" in result.stderr and "Traceback" not in result.stderr
