@@ -1,0 +1,174 @@
+"""Char-LM bench: Lightning vs a plain PyTorch loop, side by side in one process, and BPC after a time budget.
+
+1. Throughput (characters/s): the default preset's model, optimiser, gradient clipping and stream batches,
+   trained for the same steps by a hand-written loop (hidden state carried and detached, as the module
+   does) and by the project's Trainer + CharLMModule. They alternate `--repeats` times, so load from other
+   processes hits both; the ratio of the medians is reported. Goal: Lightning >= 0.95x plain.
+2. With `--minutes M` (> 0): the default preset trained by the Trainer for M minutes of wall clock
+   (validation epochs included), then scored on the whole validation stream. Goal: val BPC <= 2.05 at 15.
+
+    HW2LAB_DATA_DIR=../shared/data python bench/charlm.py --steps 60 --repeats 3 --minutes 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
+
+from helpers import compose_config  # noqa: E402
+
+from datamodules.charlm import IGNORE_INDEX, CharTextDataModule  # noqa: E402
+from lightning_modules.charlm import CharLMModule, CharRNN, detach_hidden  # noqa: E402
+
+
+def plain_loop(cfg, datamodule: CharTextDataModule, steps: int, warmup: int) -> float:
+    """Characters/s of a hand-written truncated-BPTT loop on the same model and batches."""
+    torch.manual_seed(cfg.seed)
+    model = cfg.model
+    net = CharRNN(
+        len(datamodule.vocabulary),
+        model.cell,
+        model.embedding_dim,
+        model.hidden_size,
+        model.num_layers,
+        model.dropout,
+    )
+    optimizer = torch.optim.Adam(net.parameters(), lr=model.lr, weight_decay=model.weight_decay)
+    clip = cfg.trainer.gradient_clip_val
+    net.train()
+    hidden, chars, started = None, 0, 0.0
+    for step, batch in enumerate(datamodule.train_dataloader()):
+        if step == warmup:
+            started, chars = time.perf_counter(), 0
+        if step == warmup + steps:
+            break
+        logits, hidden = net(batch.inputs, None if batch.reset else hidden)
+        hidden = detach_hidden(hidden)
+        loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+        optimizer.step()
+        chars += batch.inputs.numel()
+    return chars / (time.perf_counter() - started)
+
+
+class StepTimer(L.Callback):
+    """Times training batches [warmup, warmup + steps) from inside the Trainer."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.started, self.ended, self.chars = warmup, 0.0, 0.0, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.warmup:
+            self.started = time.perf_counter()
+        if batch_idx >= self.warmup:
+            self.chars += batch.inputs.numel()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.ended = time.perf_counter()
+
+
+def lightning_loop(cfg, datamodule: CharTextDataModule, steps: int, warmup: int) -> float:
+    torch.manual_seed(cfg.seed)
+    module: CharLMModule = instantiate(cfg.model)
+    timer = StepTimer(warmup)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=warmup + steps,
+        limit_val_batches=0,
+        gradient_clip_val=cfg.trainer.gradient_clip_val,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
+    trainer.fit(module, datamodule=datamodule)
+    return timer.chars / (timer.ended - timer.started)
+
+
+def bpc_after(cfg, datamodule: CharTextDataModule, minutes: float) -> tuple[float, int, float]:
+    """Train the preset for `minutes` of wall clock; return (val BPC on the whole stream, steps, epochs)."""
+    torch.manual_seed(cfg.seed)
+    module: CharLMModule = instantiate(cfg.model)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1000,
+        max_time={"seconds": minutes * 60},
+        gradient_clip_val=cfg.trainer.gradient_clip_val,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    (result,) = trainer.validate(module, datamodule=datamodule, verbose=False)
+    epochs = trainer.global_step / len(datamodule.train_dataloader())
+    return result["val/bpc"], trainer.global_step, epochs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=60, help="timed training steps per throughput run")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before each throughput run")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating plain/Lightning runs")
+    parser.add_argument("--minutes", type=float, default=0.0, help="train for this long and report val BPC")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. cell=gru model.hidden_size=512")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    cfg = compose_config(["task=charlm", *args.overrides])
+    datamodule: CharTextDataModule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    print(
+        f"preset: cell={cfg.cell} embedding={cfg.model.embedding_dim} hidden={cfg.model.hidden_size} "
+        f"layers={cfg.model.num_layers} batch={cfg.data.batch_size} time_step={cfg.time_step} "
+        f"mode={cfg.mode} lr={cfg.model.lr} lr_decay={cfg.model.lr_decay} clip={cfg.grad_clip}; "
+        f"torch threads {torch.get_num_threads()}"
+    )
+
+    plain, lightning = [], []
+    for repeat in range(args.repeats):
+        plain.append(plain_loop(cfg, datamodule, args.steps, args.warmup))
+        lightning.append(lightning_loop(cfg, datamodule, args.steps, args.warmup))
+        print(f"  repeat {repeat + 1}: plain {plain[-1]:.0f} chars/s, Lightning {lightning[-1]:.0f} chars/s")
+    ratio = statistics.median(lightning) / statistics.median(plain)
+    verdict = "met" if ratio >= 0.95 else "NOT met"
+    print(
+        f"throughput: plain {statistics.median(plain):.0f} chars/s, Lightning {statistics.median(lightning):.0f} "
+        f"chars/s (medians of {args.repeats}); ratio {ratio:.3f} (goal >= 0.95: {verdict})"
+    )
+
+    if args.minutes > 0:
+        started = time.perf_counter()
+        bpc, steps, epochs = bpc_after(cfg, datamodule, args.minutes)
+        elapsed = (time.perf_counter() - started) / 60
+        verdict = "met" if bpc <= 2.05 else "NOT met"
+        print(
+            f"after {args.minutes:g} min of training ({steps} steps, {epochs:.2f} epochs; {elapsed:.1f} min with "
+            f"the final validation): val BPC {bpc:.4f} = {bpc * math.log(2):.4f} nats "
+            f"(goal <= 2.05 within 15 min: {verdict if args.minutes <= 15 else 'n/a, budget over 15 min'})"
+        )
+
+
+if __name__ == "__main__":
+    main()
