@@ -182,6 +182,8 @@ class WorldMap(L.Callback):
 
     def __init__(self, output_dir: str, figures_dir: str) -> None:
         self.output_dir, self.figures_dir = Path(output_dir), Path(figures_dir)
+        # The names themselves, for metrics.json once the pipeline gathers callbacks' `run_notes`.
+        self.run_notes: dict[str, list[str]] = {}
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from pygal_maps_world.maps import World
@@ -205,6 +207,7 @@ class WorldMap(L.Callback):
             if previous is None or abs(probability - 0.5) > abs(previous["value"][1] - 0.5):
                 series[code] = point
         pl_module.log("test/map_unmapped", float(len(unmapped)))
+        self.run_notes = {"map_unmapped": unmapped}
         if not trainer.is_global_zero:
             return
         if unmapped:
