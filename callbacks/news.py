@@ -21,7 +21,7 @@ log = logging.getLogger("hw2lab")
 DEFAULT_SENTENCES = ("Davenport hits out at Wimbledon", "Boeing unveils new 777 aircraft")
 
 
-class TestPredictions(L.Callback):
+class KagglePredictions(L.Callback):
     """After testing: `predictions.csv` (id, category) for the test split and `figures/confusion_matrix.png`."""
 
     def __init__(self, output_dir: str, figures_dir: str) -> None:
@@ -82,15 +82,8 @@ class AttentionMaps(L.Callback):
         if getattr(module, "architecture", None) != "transformer" or not self.sentences:
             return
         datamodule = trainer.datamodule
-        was_training = module.training
-        module.eval()
-        try:
-            input_ids, mask = datamodule.encode(self.sentences)
-            probabilities, attention = module.attention_maps(
-                input_ids.to(module.device), mask.to(module.device)
-            )
-        finally:
-            module.train(was_training)
+        input_ids, mask = datamodule.encode(self.sentences)
+        probabilities, attention = module.attention_maps(input_ids.to(module.device), mask.to(module.device))
         for index, sentence in enumerate(self.sentences):
             length = int(mask[index].sum())
             tokens = datamodule.hf_tokenizer.convert_ids_to_tokens(input_ids[index, :length].tolist())

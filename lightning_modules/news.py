@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
@@ -430,10 +432,11 @@ class NewsClassifier(L.LightningModule):
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    # -- used by the callbacks; inputs and outputs on the module's device
+    # -- used by the callbacks; inputs and outputs on the module's device, always in eval mode
     @torch.no_grad()
     def predict_texts(self, inputs: torch.Tensor, lengths_or_mask: torch.Tensor) -> torch.Tensor:
-        return self(inputs, lengths_or_mask).softmax(-1)
+        with evaluating(self):
+            return self(inputs, lengths_or_mask).softmax(-1)
 
     @torch.no_grad()
     def attention_maps(
@@ -441,5 +444,17 @@ class NewsClassifier(L.LightningModule):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(class probabilities (B, C), last layer's attention (B, heads, T, T)); transformer only."""
         check(self.architecture == "transformer", "attention maps need model=transformer")
-        logits, attentions = self.net(input_ids, attention_mask, output_attentions=True)
+        with evaluating(self):
+            logits, attentions = self.net(input_ids, attention_mask, output_attentions=True)
         return logits.softmax(-1), attentions[-1]
+
+
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout, also none on attention weights) for the block, then the previous mode."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)

