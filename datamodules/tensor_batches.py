@@ -16,8 +16,11 @@ import torch
 class TensorBatches:
     """Re-iterable batches over tensors that share their first dimension.
 
-    Shuffles with its own generator (seeded, advanced once per epoch) so runs repeat exactly.
-    With `num_replicas` > 1 (DDP) each rank takes its own interleaved share of every epoch's order.
+    Each epoch's order depends only on (seed, epoch), like DistributedSampler: Lightning calls
+    `dataloader.sampler.set_epoch(epoch)` at every epoch start, so this object answers as its own sampler,
+    and a run resumed from a checkpoint reshuffles exactly as an uninterrupted one. Without a trainer the
+    epoch advances on every full pass. With `num_replicas` > 1 (DDP) each rank takes its own interleaved
+    share of every epoch's order.
     """
 
     def __init__(
@@ -43,7 +46,13 @@ class TensorBatches:
         self.drop_last = drop_last
         self.rank = rank
         self.num_replicas = num_replicas
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.epoch = 0
+        self.sampler = self  # see the class docstring
+        self.batch_sampler = None  # Lightning looks for it next to `sampler`
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     @property
     def num_samples(self) -> int:
@@ -58,7 +67,8 @@ class TensorBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         total = self.tensors[0].shape[0]
         if self.shuffle:
-            order = torch.randperm(total, generator=self.generator)
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(total, generator=generator)
         else:
             order = torch.arange(total)
         order = order[self.rank :: self.num_replicas]
@@ -69,3 +79,4 @@ class TensorBatches:
                 yield tuple(t[start : start + len(index)] for t in self.tensors)  # views, no copy
             else:
                 yield tuple(t[index] for t in self.tensors)
+        self.epoch += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 import traceback
 from pathlib import Path
@@ -57,11 +58,17 @@ def run(cfg: DictConfig) -> float:
         record.update(fit_and_test(cfg, output_dir))
         record["status"] = "ok"
     except BaseException as error:
-        record["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        # Lightning turns Ctrl-C into sys.exit(1) and SIGTERM into SIGTERMException (a SystemExit).
+        if isinstance(error, KeyboardInterrupt | SystemExit):
+            record["status"] = "interrupted"
+            record["error"] = f"interrupted ({type(error).__name__})"
+            code = error.code if isinstance(error, SystemExit) and error.code else 143
+            raise SystemExit(code) from None
+        record["status"] = "failed"
         record["error"] = one_line(error)
         if not isinstance(error, HW2LabError):
             (output_dir / "error.txt").write_text(traceback.format_exc())
-        if _is_multirun() and isinstance(error, Exception):
+        if _is_multirun():
             log.error("job failed: %s", record["error"])
             return math.nan
         raise
@@ -76,6 +83,11 @@ def fit_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(cfg.matmul_precision)
+    threads = cpu_threads(cfg.get("num_threads"))
+    if threads:
+        torch.set_num_threads(threads)
+    check_strategy_fits_launcher(cfg)
+    ckpt_path = resume_checkpoint(cfg, output_dir)
 
     datamodule = build(cfg.data)
     model = build(cfg.model)
@@ -84,7 +96,7 @@ def fit_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     log.info("fitting %s (%s) on %s", type(model).__name__, cfg.task_name, type(datamodule).__name__)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = scalar_metrics(trainer.callback_metrics)
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -103,8 +115,58 @@ def fit_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         "global_step": trainer.global_step,
         "best_checkpoint": str(Path(best).relative_to(output_dir)) if best else None,
         "device": str(model.device.type),
+        "torch_threads": torch.get_num_threads(),
         "precision": str(trainer.precision),
     }
+
+
+def cpu_threads(requested: int | None) -> int | None:
+    """Torch threads per job: as configured, or, when a parallel launcher runs several jobs on this
+    machine at once (hydra/launcher=joblib), the cores shared out between them."""
+    if requested:
+        return int(requested)
+    hydra_cfg = _hydra_config()
+    if hydra_cfg is None or "joblib" not in str(hydra_cfg.launcher.get("_target_", "")).lower():
+        return None
+    cores = os.cpu_count() or 1
+    parallel = hydra_cfg.launcher.get("n_jobs") or cores
+    parallel = cores if parallel < 0 else min(parallel, cores)
+    return max(1, cores // parallel)
+
+
+def check_strategy_fits_launcher(cfg: DictConfig) -> None:
+    """Plain `ddp` re-runs this script once per device; inside a local multirun that starts whole sweeps
+    again (stray output dirs, hangs). Under SLURM the processes come from srun instead, which is fine."""
+    strategy = cfg.trainer.get("strategy")
+    start_method = strategy.get("start_method", "popen") if isinstance(strategy, DictConfig) else None
+    popen_ddp = strategy == "ddp" or (
+        isinstance(strategy, DictConfig)
+        and "DDPStrategy" in strategy.get("_target_", "")
+        and start_method == "popen"
+    )
+    hydra_cfg = _hydra_config()
+    launcher = str(hydra_cfg.launcher.get("_target_", "")) if hydra_cfg is not None else ""
+    if popen_ddp and _is_multirun() and "slurm" not in launcher.lower():
+        raise HW2LabError(
+            "trainer=ddp starts one process per device by re-running the command, which cannot work inside a "
+            "local multirun; use trainer=ddp_spawn for local sweeps, or hydra/launcher=submitit_slurm"
+        )
+
+
+def resume_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
+    """The checkpoint to continue from: `ckpt_path`, or with `resume` the run dir's checkpoints/last.ckpt."""
+    if cfg.get("ckpt_path"):
+        path = Path(cfg.ckpt_path)
+        if not path.is_file():
+            raise HW2LabError(f"ckpt_path {path} does not exist")
+        return str(path)
+    if cfg.get("resume"):
+        path = output_dir / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            raise HW2LabError(f"cannot resume: {path} does not exist (resume= takes a run dir that has one)")
+        log.info("resuming from %s", path)
+        return str(path)
+    return None
 
 
 def scalar_metrics(values: dict[str, Any]) -> dict[str, float]:

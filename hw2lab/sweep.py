@@ -92,6 +92,16 @@ def write_summary(jobs: list[JobRecord], sweep_dir: Path) -> tuple[Path, Path]:
     for job in jobs:
         cells = [str(job.number), job.status, f"`{job.label}`"] + [_format(job.metrics.get(k)) for k in shown]
         lines.append("| " + " | ".join(cells) + " |")
+    study = sweep_dir / "optimization_results.yaml"  # written by the Optuna sweeper before this callback
+    if study.exists():
+        lines += [
+            "",
+            "## Hyper-parameter search: best parameters",
+            "",
+            "```yaml",
+            study.read_text().strip(),
+            "```",
+        ]
     failed = [job for job in jobs if not job.ok]
     if failed:
         lines += ["", "## Failed jobs", ""] + [

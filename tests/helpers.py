@@ -65,3 +65,19 @@ def assert_run_outputs(run_dir: Path, figures: list[str]) -> dict:
         path = run_dir / "figures" / f"{name}.png"
         assert path.is_file() and path.stat().st_size > 1000, f"missing or empty figure {path}"
     return metrics
+
+
+def write_tibetan_npz(data_dir: Path, count: int = 60) -> Path:
+    """A TibetanMNIST npz in the real layout (image uint8 (N, 28, 28), label int64) under data_dir:
+    a bright bar whose position depends on the label, plus noise, so there is something to learn."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = np.zeros((count, 28, 28), dtype=np.uint8)
+    for i in range(count):
+        images[i, 4:24, 2 + (i % 10) * 2 : 6 + (i % 10) * 2] = 255
+    images = np.clip(images.astype(int) + rng.integers(0, 30, images.shape), 0, 255).astype(np.uint8)
+    folder = data_dir / "tibetan_mnist"
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "TibetanMNIST.npz", image=images, label=np.arange(count) % 10)
+    return data_dir

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import assert_run_outputs, compose_config
+from helpers import assert_run_outputs, compose_config, write_tibetan_npz
 from hydra.utils import instantiate
 from PIL import Image
 
@@ -22,16 +22,7 @@ TINY = ["trainer.max_epochs=2", "data.batch_size=16", "logger=tensorboard"]
 
 @pytest.fixture
 def tibetan_dir(tmp_path):
-    """A TibetanMNIST npz in the real layout (keys image uint8 (N,28,28), label int64) with 60 images."""
-    rng = np.random.default_rng(0)
-    images = np.zeros((60, 28, 28), dtype=np.uint8)
-    for i in range(60):  # a bright bar whose position depends on the label: learnable, not noise
-        images[i, 4:24, 2 + (i % 10) * 2 : 6 + (i % 10) * 2] = 255
-    images = np.clip(images.astype(int) + rng.integers(0, 30, images.shape), 0, 255).astype(np.uint8)
-    folder = tmp_path / "data" / "tibetan_mnist"
-    folder.mkdir(parents=True)
-    np.savez(folder / "TibetanMNIST.npz", image=images, label=np.arange(60) % 10)
-    return tmp_path / "data"
+    return write_tibetan_npz(tmp_path / "data", count=60)
 
 
 @pytest.fixture

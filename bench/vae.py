@@ -1,0 +1,181 @@
+"""VAE benchmark: Lightning (as run.py builds it) against a plain PyTorch loop, side by side in one process.
+
+Measures, on the same model, data, batches and seed:
+  - training throughput (images/s over the training steps of each epoch, validation excluded), alternating
+    plain and Lightning runs so both see the same machine load; reported as the ratio Lightning / plain;
+  - test -ELBO (nats per image, λ = 1, single-sample estimate as in training) after the same number of epochs;
+  - with --sweep, the wall time of `python run.py -m task=vae kl_weight=0,1,10,100` (the default sweep).
+
+Usage:
+    HW2LAB_DATA_DIR=../shared/data python bench/vae.py --epochs 15 --repeats 2 --sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import open_dict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+import hw2lab  # noqa: E402,F401
+from lightning_modules.vae import VAEOutput, vae_loss  # noqa: E402
+
+
+class TrainStepTimer(L.Callback):
+    """Seconds spent in each epoch's training steps (from epoch start to the last training batch)."""
+
+    def __init__(self) -> None:
+        self.epoch_seconds: list[float] = []
+        self._start = self._last = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._start = self._last = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._last = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.epoch_seconds.append(self._last - self._start)
+
+
+def compose_run_config(overrides: list[str], output_dir: str):
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = output_dir
+        cfg.trainer.enable_progress_bar = False
+    return cfg
+
+
+def run_lightning(cfg) -> tuple[float, float, int]:
+    """Train and test as hw2lab's pipeline does; return (images/s, test -ELBO, train images per epoch)."""
+    L.seed_everything(cfg.seed, verbose=False)
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    timer = TrainStepTimer()
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c and "_target_" in c] + [timer]
+    loggers = [instantiate(c) for c in cfg.logger.values() if c and "_target_" in c]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    trainer.fit(model, datamodule=datamodule)
+    (result,) = trainer.test(model, datamodule=datamodule, verbose=False)
+    images = len(datamodule.splits["train"])
+    return images * len(timer.epoch_seconds) / sum(timer.epoch_seconds), result["test/neg_elbo"], images
+
+
+def run_plain(cfg) -> tuple[float, float]:
+    """The same model, batches and optimiser in a hand-written loop."""
+    L.seed_everything(cfg.seed, verbose=False)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    net = instantiate(cfg.model.net)
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.model.lr)
+    train_batches = datamodule.train_dataloader()
+    likelihood, kl_weight = cfg.model.likelihood, float(cfg.model.kl_weight)
+    seconds = 0.0
+    for _ in range(cfg.trainer.max_epochs):
+        net.train()
+        start = time.perf_counter()
+        for (images,) in train_batches:
+            mu, logvar = net.encode(images)
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            loss = vae_loss(VAEOutput(net.decode(z), mu, logvar), images, likelihood, kl_weight).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        seconds += time.perf_counter() - start
+    net.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for (images,) in datamodule.test_dataloader():
+            mu, logvar = net.encode(images)
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            total += vae_loss(
+                VAEOutput(net.decode(z), mu, logvar), images, likelihood, 1.0
+            ).neg_elbo.item() * len(images)
+            count += len(images)
+    images = len(datamodule.splits["train"])
+    return images * cfg.trainer.max_epochs / seconds, total / count
+
+
+def time_default_sweep() -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO_ROOT / "run.py"),
+                "-m",
+                "task=vae",
+                "kl_weight=0,1,10,100",
+                f"hydra.sweep.dir={tmp}/sweep",
+            ],
+            check=True,
+            cwd=REPO_ROOT,
+            capture_output=True,
+        )
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=2, help="plain/Lightning pairs, alternated")
+    parser.add_argument("--model", default="vae_mlp")
+    parser.add_argument("--sweep", action="store_true", help="also time the default 4-job λ sweep")
+    args = parser.parse_args()
+
+    print(
+        f"torch {torch.__version__}, lightning {L.__version__}, threads {torch.get_num_threads()}, "
+        f"data {os.environ.get('HW2LAB_DATA_DIR', './data')}"
+    )
+    plain_rates, lightning_rates, plain_elbos, lightning_elbos = [], [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose_run_config(
+            ["task=vae", f"model={args.model}", "kl_weight=1", f"trainer.max_epochs={args.epochs}"], tmp
+        )
+        for repeat in range(args.repeats):
+            rate, elbo = run_plain(cfg)
+            plain_rates.append(rate)
+            plain_elbos.append(elbo)
+            rate, elbo, images = run_lightning(cfg)
+            lightning_rates.append(rate)
+            lightning_elbos.append(elbo)
+            print(
+                f"repeat {repeat}: plain {plain_rates[-1]:.0f} img/s, test -ELBO {plain_elbos[-1]:.2f} | "
+                f"lightning {lightning_rates[-1]:.0f} img/s, test -ELBO {lightning_elbos[-1]:.2f}"
+            )
+    ratio = statistics.median(lightning_rates) / statistics.median(plain_rates)
+    print(
+        f"\nmodel {args.model}, {args.epochs} epochs, {images} training images, batch {cfg.data.batch_size}"
+    )
+    print(
+        f"throughput  plain {statistics.median(plain_rates):.0f} img/s  lightning "
+        f"{statistics.median(lightning_rates):.0f} img/s  ratio {ratio:.3f}  (goal >= 0.95)"
+    )
+    print(
+        f"test -ELBO  plain {statistics.median(plain_elbos):.2f}  lightning {statistics.median(lightning_elbos):.2f} "
+        f"nats/image  (goal: lightning <= plain)"
+    )
+    if args.sweep:
+        print(
+            f"default sweep `run.py -m task=vae kl_weight=0,1,10,100`: {time_default_sweep():.0f} s (goal <= 600 s)"
+        )
+
+
+if __name__ == "__main__":
+    main()

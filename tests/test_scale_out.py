@@ -1,0 +1,201 @@
+"""Beyond one process, and never losing a run: launchers, DDP on CPU, Optuna, resume, interrupts, NaN."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from helpers import REPO_ROOT, assert_run_outputs, write_tibetan_npz
+
+from callbacks.fault_tolerance import StopOnNonFiniteLoss
+from datamodules.tensor_batches import TensorBatches
+from hw2lab.errors import HW2LabError
+from hw2lab.resolvers import run_dir
+
+TINY = ["trainer.max_epochs=2", "data.batch_size=16", "logger=none"]
+FIGURES = ["learning_curves", "reconstructions", "prior_samples", "interpolations"]
+
+
+@pytest.fixture
+def tibetan_dir(tmp_path):
+    return write_tibetan_npz(tmp_path / "data", count=60)
+
+
+def read_summary(sweep: Path) -> list[dict]:
+    with open(sweep / "summary.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_joblib_launcher_runs_jobs_in_parallel_with_threads_shared_out(cli, tmp_path, tibetan_dir):
+    cli(
+        ["-m", "task=vae", "kl_weight=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY],
+        tibetan_dir,
+    )
+    rows = read_summary(tmp_path / "sweep")
+    assert [row["status"] for row in rows] == ["ok", "ok"]
+    cores = os.cpu_count() or 1
+    for job in ("0", "1"):
+        metrics = json.loads((tmp_path / "sweep" / job / "metrics.json").read_text())
+        assert metrics["torch_threads"] == max(1, cores // min(2, cores))
+
+
+def test_submitit_local_launcher_runs_the_same_path(cli, tmp_path, tibetan_dir):
+    cli(["-m", "task=vae", "kl_weight=0,1", "hydra/launcher=submitit_local", *TINY], tibetan_dir)
+    rows = read_summary(tmp_path / "sweep")
+    assert [row["status"] for row in rows] == ["ok", "ok"]
+    assert (tmp_path / "sweep" / "comparison.png").is_file()
+
+
+def test_ddp_cpu_two_processes_reduce_metrics_and_write_files_once(cli, tmp_path, tibetan_dir):
+    cli(
+        ["task=vae", "trainer=ddp_cpu", "trainer.max_epochs=2", "data.batch_size=8", "logger=tensorboard"],
+        tibetan_dir,
+    )
+    run = tmp_path / "run"
+    metrics = assert_run_outputs(run, FIGURES)
+    assert metrics["metrics"]["test/neg_elbo"] > 0
+    with open(run / "history.csv") as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1"]  # one writer, not two
+
+
+def test_plain_ddp_inside_a_local_multirun_is_refused_up_front(cli, tmp_path, tibetan_dir):
+    result = cli(
+        [
+            "-m",
+            "task=vae",
+            "kl_weight=0,1",
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.strategy.process_group_backend=gloo",
+            "trainer.precision=32-true",
+            *TINY,
+        ],
+        tibetan_dir,
+        expect_ok=False,
+    )
+    assert result.returncode != 0
+    assert "use trainer=ddp_spawn" in read_summary(tmp_path / "sweep")[0]["error"]
+
+
+def test_optuna_preset_puts_best_parameters_in_the_summary(cli, tmp_path, tibetan_dir):
+    cli(
+        [
+            "task=vae",
+            "hparams_search=vae_optuna",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.sampler.n_startup_trials=1",
+            *TINY,
+        ],
+        tibetan_dir,
+    )
+    summary = (tmp_path / "sweep" / "summary.md").read_text()
+    assert "best parameters" in summary and "model.lr" in summary
+    assert len(read_summary(tmp_path / "sweep")) == 2
+
+
+def _start(args: list[str], run: Path, data_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "HW2LAB_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, str(REPO_ROOT / "run.py"), *args, f"hydra.run.dir={run}"]
+    return subprocess.Popen(
+        command, env=env, cwd=run.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_path):
+    data_dir = write_tibetan_npz(tmp_path / "data", count=400)
+    args = [
+        "task=vae",
+        "trainer.max_epochs=30",
+        "data.batch_size=8",
+        "logger=none",
+        "test=false",
+        "callbacks.reconstructions=null",
+        "callbacks.prior_samples=null",
+        "callbacks.interpolations=null",
+        "trainer.deterministic=true",
+    ]
+
+    whole = tmp_path / "whole"
+    assert _start(args, whole, data_dir).wait(timeout=600) == 0
+
+    broken = tmp_path / "broken"
+    process = _start(args, broken, data_dir)
+    history = broken / "history.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if history.exists() and len(history.read_text().splitlines()) >= 3:  # header + 2 finished epochs
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode != 0, output[-2000:]
+    assert json.loads((broken / "metrics.json").read_text())["status"] == "interrupted"
+    assert (broken / "checkpoints" / "interrupted.ckpt").is_file() and (
+        broken / "checkpoints" / "last.ckpt"
+    ).is_file()
+
+    resumed = _start([*args, f"resume={broken}"], broken, data_dir)
+    resumed_output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, resumed_output[-3000:]
+    expected = json.loads((whole / "metrics.json").read_text())
+    got = json.loads((broken / "metrics.json").read_text())
+    assert got["status"] == "ok" and got["epochs"] == expected["epochs"] == 30
+    for key, value in expected["metrics"].items():
+        assert got["metrics"][key] == pytest.approx(value, rel=1e-5, abs=1e-5), key
+    with open(broken / "history.csv") as handle:
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(30))
+
+
+def test_runs_never_share_an_output_dir(tmp_path):
+    first, second = run_dir(None, str(tmp_path)), run_dir(None, str(tmp_path))
+    assert first != second
+    (tmp_path / "2026-01-01" / "10-00-00-000001" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "2026-01-01" / "10-00-00-000001" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert run_dir(True, str(tmp_path)).endswith("10-00-00-000001")
+    with pytest.raises(HW2LabError, match="no run under"):
+        run_dir(True, str(tmp_path / "nothing"))
+
+
+class _NaNAfter(L.LightningModule):
+    """Trains a line; its loss becomes NaN from global step `bad_step` on."""
+
+    def __init__(self, bad_step: int) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+        self.bad_step = bad_step
+
+    def training_step(self, batch, batch_idx):
+        (x,) = batch
+        loss = self.layer(x).pow(2).mean()
+        return loss * float("nan") if self.global_step >= self.bad_step else loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    trainer = L.Trainer(
+        max_epochs=5,
+        callbacks=[checkpoints, StopOnNonFiniteLoss(check_every_n_steps=100)],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    batches = TensorBatches(torch.randn(40, 2), batch_size=10)  # 4 steps an epoch
+    with pytest.raises(HW2LabError) as error:
+        trainer.fit(_NaNAfter(bad_step=9), train_dataloaders=batches)
+    message = str(error.value)
+    assert "became nan at epoch 2, step 9" in message and "last good checkpoint" in message
+    state = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["state_dict"].values())
