@@ -15,6 +15,7 @@ from pathlib import Path
 import lightning as L
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from callbacks.learning_curves import read_history
 from hw2lab.errors import check
@@ -26,7 +27,11 @@ FINAL_SAMPLE = "sample.txt"
 
 
 class TextSamples(L.Callback):
-    """Continue `prime` by `length` characters after every validation epoch and when training ends."""
+    """Continue `prime` by `length` characters after every validation epoch and when training ends.
+
+    `burn_in` characters of the model's own text are generated first and discarded, so the prime is read
+    with a warm state (see CharLMModule.sample).
+    """
 
     def __init__(
         self,
@@ -37,6 +42,7 @@ class TextSamples(L.Callback):
         top_k: int | None = None,
         greedy: bool = False,
         seed: int = 0,
+        burn_in: int = 200,
         every_n_epochs: int = 1,
     ) -> None:
         check(bool(prime), "prime must not be empty")
@@ -46,7 +52,7 @@ class TextSamples(L.Callback):
         self.figures_dir = Path(figures_dir)
         self.prime, self.length = str(prime), length
         self.temperature, self.top_k, self.greedy = temperature, top_k, greedy
-        self.seed = seed
+        self.seed, self.burn_in = seed, burn_in
         self.every_n_epochs = max(1, every_n_epochs)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -58,7 +64,13 @@ class TextSamples(L.Callback):
     def sample(self, pl_module: L.LightningModule) -> str:
         generator = torch.Generator().manual_seed(self.seed)
         return pl_module.sample(
-            self.prime, self.length, self.temperature, self.top_k, self.greedy, generator=generator
+            self.prime,
+            self.length,
+            self.temperature,
+            self.top_k,
+            self.greedy,
+            generator=generator,
+            burn_in=self.burn_in,
         )
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -101,6 +113,7 @@ def compare_cells(jobs: list, sweep_dir: Path) -> Path:
         curves.plot(epochs, [row.get("train/bpc", math.nan) for row in rows], "--", color=color, alpha=0.6)
     curves.set_title("validation BPC by epoch (dashed: training)")
     curves.set_xlabel("epoch")
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
     curves.set_ylabel("bits per character")
     curves.grid(alpha=0.3)
     curves.legend(fontsize=8)

@@ -215,37 +215,61 @@ class CharLMModule(L.LightningModule):
         top_k: int | None = None,
         greedy: bool = False,
         generator: torch.Generator | None = None,
+        burn_in: int = 0,
     ) -> str:
         """The prime followed by `length` generated characters.
 
         The prime is read once to build the state; then each step feeds back the one character just chosen
         (argmax when greedy, else a draw from softmax(logits / temperature) restricted to the top_k most
         likely characters). Draws use `generator` (a CPU generator: the same text on any device).
+
+        `burn_in` > 0 first generates that many characters from the zero state and throws them away: a
+        stream-trained model sees a zero state only once per stream and epoch, so its first characters
+        after a cold start are poor; its own text warms the state up before the prime is read.
         """
         check(bool(prime), "the sampling prime must not be empty")
         check(temperature > 0, f"temperature must be > 0, got {temperature}")
         check(top_k is None or top_k >= 1, f"top_k must be >= 1 or null, got {top_k}")
+        check(burn_in >= 0, f"burn_in must be >= 0, got {burn_in}")
         ids = self.vocabulary.encode(prime, f"the prime {prime!r}").to(self.device)
         was_training = self.training
         self.eval()
         try:
-            logits, hidden = self.net(ids[None], None)
-            last = logits[0, -1].float()
-            chosen: list[int] = []
-            for _ in range(length):
-                if greedy:
-                    next_id = int(last.argmax())
-                else:
-                    scaled = last / temperature
-                    if top_k is not None and top_k < scaled.numel():
-                        threshold = torch.topk(scaled, top_k).values[-1]
-                        scaled = scaled.masked_fill(scaled < threshold, float("-inf"))
-                    probabilities = torch.softmax(scaled, dim=-1).cpu()
-                    next_id = int(torch.multinomial(probabilities, 1, generator=generator))
-                chosen.append(next_id)
-                step = torch.tensor([[next_id]], device=self.device)
-                logits, hidden = self.net(step, hidden)
-                last = logits[0, -1].float()
+            hidden = None
+            if burn_in:
+                start = torch.zeros(1, 1, dtype=torch.long, device=self.device)  # any character will do
+                logits, hidden = self.net(start, None)
+                _, hidden = self._continue(logits, hidden, burn_in, temperature, top_k, greedy, generator)
+            logits, hidden = self.net(ids[None], hidden)
+            chosen, _ = self._continue(logits, hidden, length, temperature, top_k, greedy, generator)
         finally:
             self.train(was_training)
         return prime + self.vocabulary.decode(chosen)
+
+    def _continue(
+        self,
+        logits: torch.Tensor,
+        hidden: Hidden,
+        length: int,
+        temperature: float,
+        top_k: int | None,
+        greedy: bool,
+        generator: torch.Generator | None,
+    ) -> tuple[list[int], Hidden]:
+        """Choose `length` characters one at a time, each fed back as the next input."""
+        last = logits[0, -1].float()
+        chosen: list[int] = []
+        for _ in range(length):
+            if greedy:
+                next_id = int(last.argmax())
+            else:
+                scaled = last / temperature
+                if top_k is not None and top_k < scaled.numel():
+                    threshold = torch.topk(scaled, top_k).values[-1]
+                    scaled = scaled.masked_fill(scaled < threshold, float("-inf"))
+                probabilities = torch.softmax(scaled, dim=-1).cpu()
+                next_id = int(torch.multinomial(probabilities, 1, generator=generator))
+            chosen.append(next_id)
+            logits, hidden = self.net(torch.tensor([[next_id]], device=self.device), hidden)
+            last = logits[0, -1].float()
+        return chosen, hidden
