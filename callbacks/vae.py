@@ -136,7 +136,11 @@ def compare_kl_sweep(jobs: list, sweep_dir: Path) -> Path:
             if history.exists():
                 rows = read_history(history)
                 axis.plot(
-                    [r["epoch"] + 1 for r in rows], [r.get(f"val/{metric}") for r in rows], label=job.label
+                    [r["epoch"] + 1 for r in rows],
+                    [r.get(f"val/{metric}") for r in rows],
+                    "-o",
+                    ms=3,
+                    label=job.label,
                 )
         axis.set_title(f"val {metric} by epoch")
         axis.set_xlabel("epoch")

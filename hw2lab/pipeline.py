@@ -36,6 +36,11 @@ def build(config: DictConfig, **kwargs: Any) -> Any:
         cause = error.__cause__
         if isinstance(cause, HW2LabError):
             raise cause from None
+        if isinstance(cause, TypeError | ValueError):
+            # A constructor refusing a value (a string where a number goes, an unknown keyword) is a
+            # config problem: say which object and what, in one line.
+            target = config.get("_target_", "?") if isinstance(config, DictConfig) else "?"
+            raise HW2LabError(f"bad config for {target}: {' '.join(str(cause).split())}") from None
         raise
 
 

@@ -199,3 +199,24 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(t
     assert "became nan at epoch 2, step 9" in message and "last good checkpoint" in message
     state = torch.load(tmp_path / "last.ckpt", weights_only=False)
     assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["state_dict"].values())
+
+
+@pytest.mark.parametrize("task, preset", [("vae", "vae_optuna"), ("covid", "covid_optuna")])
+def test_optuna_presets_search_keys_that_exist(tmp_path, task, preset):
+    from helpers import compose_config
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            config_name="config",
+            overrides=[f"task={task}", f"hparams_search={preset}"],
+            return_hydra_config=True,
+        )
+    params = cfg.hydra.sweeper.params
+    plain = compose_config([f"task={task}"], tmp_path)
+    for key in params:
+        assert OmegaConf.select(plain, key) is not None, (
+            f"{preset} searches {key}, which {task} does not have"
+        )
+    assert cfg.optimized_metric in ("val/neg_elbo", "val/acc")
