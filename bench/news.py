@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every model")
     args = parser.parse_args()
     epochs = {**DEFAULT_EPOCHS, **{k: int(v) for k, v in (e.split("=") for e in args.epochs)}}
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
 
