@@ -266,26 +266,24 @@ def compare_interval_cell(jobs: list, sweep_dir: Path) -> Path:
                     ys.append(float(np.mean(values)))
             bars = axis.bar(xs, ys, width, label=cell)
             axis.bar_label(bars, fmt="%.3f", fontsize=7)
-        for name, marker in (("majority", "_"), ("logreg", "x")):
-            ys = []
-            for interval in intervals:
+        shown = [bar.get_height() for container in axis.containers for bar in container]
+        for name, style in (("majority", "k--"), ("logreg", "r-")):
+            for position, interval in enumerate(intervals):
                 values = [
-                    m.get(f"test/{metric}_{name}")
-                    for key, runs in table.items()
-                    if key[0] == interval
+                    m[f"test/{metric}_{name}"]
+                    for (i, _), runs in table.items()
+                    if i == interval
                     for m in runs
                 ]
-                values = [v for v in values if v is not None]
-                ys.append(float(np.mean(values)) if values else math.nan)
-            axis.scatter(
-                range(len(intervals)),
-                ys,
-                marker=marker,
-                s=400 if marker == "_" else 60,
-                color="black" if name == "majority" else "red",
-                zorder=3,
-                label=name,
-            )
+                if values:
+                    level = float(np.mean(values))
+                    shown.append(level)
+                    label = name if position == 0 else None
+                    axis.plot(
+                        [position - 0.45, position + 0.45], [level, level], style, linewidth=2, label=label
+                    )
+        if metric == "acc" and shown:  # accuracies sit close together: zoom in
+            axis.set_ylim(max(0.0, min(shown) - 0.05), min(1.0, max(shown) + 0.03))
         axis.set_xticks(range(len(intervals)), [f"L={interval}" for interval in intervals])
         axis.set_title(f"test {metric} by interval and cell")
         axis.grid(alpha=0.3, axis="y")
