@@ -31,6 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 import hw2lab  # noqa: E402,F401
+from datamodules.tensor_batches import TensorBatches  # noqa: E402
 from lightning_modules.vae import VAEOutput, vae_loss  # noqa: E402
 
 
@@ -82,7 +83,10 @@ def run_plain(cfg) -> tuple[float, float]:
     datamodule.setup()
     net = instantiate(cfg.model.net)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.model.lr)
-    train_batches = datamodule.train_dataloader()
+    # One minibatch per update, in the same (seed, epoch) order the datamodule gives Lightning.
+    train_batches = TensorBatches(
+        datamodule.splits["train"], batch_size=datamodule.batch_size, shuffle=True, seed=datamodule.seed
+    )
     likelihood, kl_weight = cfg.model.likelihood, float(cfg.model.kl_weight)
     seconds = 0.0
     for _ in range(cfg.trainer.max_epochs):
@@ -137,6 +141,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="plain/Lightning pairs, alternated")
     parser.add_argument("--model", default="vae_mlp")
     parser.add_argument("--sweep", action="store_true", help="also time the default 4-job λ sweep")
+    parser.add_argument("--updates-per-step", type=int, default=None, help="override data.updates_per_step")
     args = parser.parse_args()
 
     print(
@@ -146,7 +151,9 @@ def main() -> None:
     plain_rates, lightning_rates, plain_elbos, lightning_elbos = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_run_config(
-            ["task=vae", f"model={args.model}", "kl_weight=1", f"trainer.max_epochs={args.epochs}"], tmp
+            ["task=vae", f"model={args.model}", "kl_weight=1", f"trainer.max_epochs={args.epochs}"]
+            + ([f"data.updates_per_step={args.updates_per_step}"] if args.updates_per_step else []),
+            tmp,
         )
         for repeat in range(args.repeats):
             rate, elbo = run_plain(cfg)
@@ -161,7 +168,8 @@ def main() -> None:
             )
     ratio = statistics.median(lightning_rates) / statistics.median(plain_rates)
     print(
-        f"\nmodel {args.model}, {args.epochs} epochs, {images} training images, batch {cfg.data.batch_size}"
+        f"\nmodel {args.model}, {args.epochs} epochs, {images} training images, batch {cfg.data.batch_size}, "
+        f"updates per Lightning step {cfg.data.updates_per_step}"
     )
     print(
         f"throughput  plain {statistics.median(plain_rates):.0f} img/s  lightning "

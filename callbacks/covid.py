@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 from pathlib import Path
 
 import lightning as L
@@ -13,7 +12,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from torchmetrics.functional.classification import binary_confusion_matrix
 
-from callbacks.learning_curves import LearningCurves
 from hw2lab.figures import save_figure
 
 log = logging.getLogger("hw2lab")
@@ -122,27 +120,6 @@ class CorrelationHeatmap(L.Callback):
             fontsize=10,
         )
         save_figure(fig, self.figures_dir, "correlation_heatmap", trainer)
-
-
-class LearningCurvesWithTest(LearningCurves):
-    """The shared learning curves plus the per-epoch test values (logged during validation)."""
-
-    def on_training_finished(self, trainer: L.Trainer) -> None:
-        if not (trainer.is_global_zero and self.rows):
-            return
-        fig, axes = plt.subplots(1, len(self.metrics), figsize=(4.2 * len(self.metrics), 3.4), squeeze=False)
-        epochs = [row["epoch"] + 1 for row in self.rows]
-        for axis, metric in zip(axes[0], self.metrics):
-            for split, style in (("train", "-o"), ("val", "-s"), ("test", "-^")):
-                values = [row.get(f"{split}/{metric}", math.nan) for row in self.rows]
-                if any(not math.isnan(v) for v in values):
-                    axis.plot(epochs, values, style, markersize=3, label=split)
-            axis.set_title(metric)
-            axis.set_xlabel("epoch")
-            axis.grid(alpha=0.3)
-            axis.legend()
-        fig.tight_layout()
-        save_figure(fig, self.figures_dir, "learning_curves", trainer, step=trainer.current_epoch)
 
 
 class ConfusionMatrices(L.Callback):

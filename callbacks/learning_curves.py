@@ -129,7 +129,7 @@ def plot_learning_curves(rows: list[dict[str, float]], metrics: list[str]) -> pl
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
     epochs = [row["epoch"] + 1 for row in rows]
     for axis, metric in zip(axes[0], metrics):
-        for split, style in (("train", "-o"), ("val", "-s")):
+        for split, style in (("train", "-o"), ("val", "-s"), ("test", "-^")):
             key = f"{split}/{metric}"
             values = [row.get(key, math.nan) for row in rows]
             if any(not math.isnan(v) for v in values):

@@ -32,14 +32,15 @@ class TensorBatches:
         seed: int = 0,
         rank: int = 0,
         num_replicas: int = 1,
+        group: int = 1,
     ) -> None:
         if not tensors:
             raise ValueError("TensorBatches needs at least one tensor")
         size = tensors[0].shape[0]
         if any(t.shape[0] != size for t in tensors):
             raise ValueError("all tensors must have the same first dimension")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if batch_size < 1 or group < 1:
+            raise ValueError(f"batch_size and group must be >= 1, got {batch_size} and {group}")
         self.tensors = tensors
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -47,6 +48,7 @@ class TensorBatches:
         self.rank = rank
         self.num_replicas = num_replicas
         self.seed = seed
+        self.group = group
         self.epoch = 0
         self.sampler = self  # see the class docstring
         self.batch_sampler = None  # Lightning looks for it next to `sampler`
@@ -59,12 +61,32 @@ class TensorBatches:
         total = self.tensors[0].shape[0]
         return len(range(self.rank, total, self.num_replicas))
 
-    def __len__(self) -> int:
+    @property
+    def num_batches(self) -> int:
         if self.drop_last:
             return self.num_samples // self.batch_size
         return -(-self.num_samples // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+    def __len__(self) -> int:
+        return -(-self.num_batches // self.group)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...] | list[tuple[torch.Tensor, ...]]]:
+        """Batches, or with `group` > 1 lists of up to `group` consecutive batches: one Lightning step then
+        runs several optimizer updates, which spreads the framework's per-step cost (hooks, progress
+        tracking, batch transfer) over them; the updates and their order are unchanged."""
+        if self.group == 1:
+            yield from self._batches()
+            return
+        pending = []
+        for batch in self._batches():
+            pending.append(batch)
+            if len(pending) == self.group:
+                yield pending
+                pending = []
+        if pending:
+            yield pending
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, ...]]:
         total = self.tensors[0].shape[0]
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
@@ -72,7 +94,7 @@ class TensorBatches:
         else:
             order = torch.arange(total)
         order = order[self.rank :: self.num_replicas]
-        for batch_index in range(len(self)):
+        for batch_index in range(self.num_batches):
             index = order[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
             if not self.shuffle and self.num_replicas == 1:
                 start = batch_index * self.batch_size

@@ -63,6 +63,7 @@ class InMemoryImageDataModule(L.LightningDataModule):
         seed: int = 42,
         download: bool = False,
         max_images: int | None = None,
+        updates_per_step: int = 1,
     ) -> None:
         super().__init__()
         check(batch_size >= 1, f"data.batch_size must be >= 1, got {batch_size}")
@@ -77,6 +78,8 @@ class InMemoryImageDataModule(L.LightningDataModule):
         self.seed = seed
         self.download = download
         self.max_images = max_images
+        check(updates_per_step >= 1, f"data.updates_per_step must be >= 1, got {updates_per_step}")
+        self.updates_per_step = updates_per_step
         self.splits: dict[str, torch.Tensor] = {}
 
     def load_images(self) -> torch.Tensor:
@@ -106,7 +109,7 @@ class InMemoryImageDataModule(L.LightningDataModule):
             self.seed,
         )
 
-    def _batches(self, name: str, shuffle: bool) -> TensorBatches:
+    def _batches(self, name: str, shuffle: bool, group: int = 1) -> TensorBatches:
         trainer = self.trainer
         rank, replicas = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         return TensorBatches(
@@ -116,10 +119,11 @@ class InMemoryImageDataModule(L.LightningDataModule):
             seed=self.seed,
             rank=rank,
             num_replicas=replicas,
+            group=group,
         )
 
     def train_dataloader(self) -> TensorBatches:
-        return self._batches("train", shuffle=True)
+        return self._batches("train", shuffle=True, group=self.updates_per_step)
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches("val", shuffle=False)

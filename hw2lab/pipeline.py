@@ -114,8 +114,14 @@ def fit_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         hparams = key_hparams(cfg)
         for logger in trainer.loggers:
             logger.log_hyperparams(hparams, metrics={f"final/{k}": v for k, v in metrics.items()})
+    # Anything the run must report that is not a number (e.g. countries the world map cannot draw):
+    # objects expose it as `run_notes`, a dict.
+    notes: dict[str, Any] = {}
+    for source in (datamodule, model, *callbacks):
+        notes.update(getattr(source, "run_notes", None) or {})
     return {
         "metrics": metrics,
+        "notes": notes,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "best_checkpoint": str(Path(best).relative_to(output_dir)) if best else None,

@@ -137,6 +137,9 @@ class VAEModule(L.LightningModule):
         check(kl_weight >= 0, f"kl_weight must be >= 0, got {kl_weight}")
         check(lr > 0, f"model.lr must be > 0, got {lr}")
         self.save_hyperparameters(ignore=["net"], logger=False)
+        # The optimizer steps are ours: a training batch may hold several minibatches (see
+        # TensorBatches.group), each one Adam update, so Lightning's per-step cost is paid once per group.
+        self.automatic_optimization = False
         self.net = net
         self.likelihood = likelihood
         self.kl_weight = float(kl_weight)
@@ -171,8 +174,14 @@ class VAEModule(L.LightningModule):
         names = ("recon", "kl", "neg_elbo", "loss")
         self.log_dict({f"{stage}/{name}": value for name, value in zip(names, means)}, sync_dist=True)
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+    def training_step(self, batch: tuple | list[tuple], batch_idx: int) -> torch.Tensor:
+        optimizer = self.optimizers()
+        for minibatch in batch if isinstance(batch, list) else [batch]:
+            loss = self._step(minibatch, "train")
+            optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            optimizer.step()
+        return loss.detach()
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         self._step(batch, "val")
