@@ -7,7 +7,6 @@ what the model learnt; they go to figures/samples/epoch_<n>.txt and to TensorBoa
 
 from __future__ import annotations
 
-import logging
 import math
 import textwrap
 from pathlib import Path
@@ -20,8 +19,7 @@ from matplotlib.ticker import MaxNLocator
 from callbacks.learning_curves import read_history
 from hw2lab.errors import check
 from hw2lab.figures import save_figure, tensorboard_writers
-
-log = logging.getLogger("hw2lab")
+from lightning_modules.charlm import check_sampling
 
 FINAL_SAMPLE = "sample.txt"
 
@@ -29,8 +27,9 @@ FINAL_SAMPLE = "sample.txt"
 class TextSamples(L.Callback):
     """Continue `prime` by `length` characters after every validation epoch and when training ends.
 
-    `burn_in` characters of the model's own text are generated first and discarded, so the prime is read
-    with a warm state (see CharLMModule.sample).
+    The state is first warmed by reading `context_length` characters of the training text, ending at its
+    last blank line (a speech boundary in a play), so the prime reads like the start of a new paragraph
+    (see CharLMModule.sample for why).
     """
 
     def __init__(
@@ -42,24 +41,30 @@ class TextSamples(L.Callback):
         top_k: int | None = None,
         greedy: bool = False,
         seed: int = 0,
-        burn_in: int = 200,
+        context_length: int = 200,
         every_n_epochs: int = 1,
     ) -> None:
         check(bool(prime), "prime must not be empty")
-        check(length >= 1, f"sample length must be >= 1, got {length}")
-        check(temperature > 0, f"temperature must be > 0, got {temperature}")
-        check(top_k is None or top_k >= 1, f"top_k must be >= 1 or null, got {top_k}")
+        check(length >= 1, f"sample_length must be >= 1, got {length}")
+        check(context_length >= 0, f"context_length must be >= 0, got {context_length}")
+        check_sampling(temperature, top_k)
         self.figures_dir = Path(figures_dir)
         self.prime, self.length = str(prime), length
         self.temperature, self.top_k, self.greedy = temperature, top_k, greedy
-        self.seed, self.burn_in = seed, burn_in
+        self.seed, self.context_length = seed, context_length
+        self.context = ""
         self.every_n_epochs = max(1, every_n_epochs)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # The datamodule has read the text by now: a prime it cannot encode fails before the first epoch.
-        vocabulary = getattr(trainer.datamodule, "vocabulary", None)
-        if vocabulary is not None:
-            vocabulary.encode(self.prime, f"the prime {self.prime!r}")
+        datamodule = trainer.datamodule
+        vocabulary = getattr(datamodule, "vocabulary", None)
+        if vocabulary is None:
+            return
+        vocabulary.encode(self.prime, f"the prime {self.prime!r}")
+        if self.context_length:
+            tail = datamodule.splits["train"][-20 * self.context_length :]  # enough to hold a blank line
+            self.context = paragraph_context(vocabulary.decode(tail), self.context_length)
 
     def sample(self, pl_module: L.LightningModule) -> str:
         generator = torch.Generator().manual_seed(self.seed)
@@ -70,7 +75,7 @@ class TextSamples(L.Callback):
             self.top_k,
             self.greedy,
             generator=generator,
-            burn_in=self.burn_in,
+            context=self.context,
         )
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -91,6 +96,13 @@ class TextSamples(L.Callback):
         if trainer.is_global_zero:
             self.figures_dir.mkdir(parents=True, exist_ok=True)
             (self.figures_dir / FINAL_SAMPLE).write_text(self.sample(pl_module) + "\n", encoding="utf-8")
+
+
+def paragraph_context(text: str, length: int) -> str:
+    """The last `length` characters of `text` up to and including its last blank line (or its end)."""
+    cut = text.rfind("\n\n")
+    end = cut + 2 if cut >= 0 else len(text)
+    return text[max(0, end - length) : end]
 
 
 def compare_cells(jobs: list, sweep_dir: Path) -> Path:

@@ -73,6 +73,12 @@ def bits_per_character(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return nats / math.log(2)
 
 
+def check_sampling(temperature: float, top_k: int | None) -> None:
+    """Sampling settings a user types: fail with one line before anything is generated."""
+    check(temperature > 0, f"temperature must be > 0, got {temperature}")
+    check(top_k is None or top_k >= 1, f"top_k must be >= 1 or null, got {top_k}")
+
+
 class CharLMModule(L.LightningModule):
     """Trains CharRNN with truncated BPTT; logs loss (nats), bpc (bits) per epoch and training chars/s."""
 
@@ -215,33 +221,28 @@ class CharLMModule(L.LightningModule):
         top_k: int | None = None,
         greedy: bool = False,
         generator: torch.Generator | None = None,
-        burn_in: int = 0,
+        context: str = "",
     ) -> str:
         """The prime followed by `length` generated characters.
 
-        The prime is read once to build the state; then each step feeds back the one character just chosen
-        (argmax when greedy, else a draw from softmax(logits / temperature) restricted to the top_k most
-        likely characters). Draws use `generator` (a CPU generator: the same text on any device).
+        `context` then the prime are read once to build the state (the context is not part of the result);
+        then each step feeds back the one character just chosen (argmax when greedy, else a draw from
+        softmax(logits / temperature) restricted to the top_k most likely characters). Draws use
+        `generator` (a CPU generator: the same text on any device).
 
-        `burn_in` > 0 first generates that many characters from the zero state and throws them away: a
-        stream-trained model sees a zero state only once per stream and epoch, so its first characters
-        after a cold start are poor; its own text warms the state up before the prime is read.
+        Why a context: a stream-trained model meets a zero state only once per stream and epoch, and from a
+        cold start it can fall into a loop of garbage it keeps feeding itself; a few hundred characters of
+        real text put the state where training left it.
         """
         check(bool(prime), "the sampling prime must not be empty")
-        check(temperature > 0, f"temperature must be > 0, got {temperature}")
-        check(top_k is None or top_k >= 1, f"top_k must be >= 1 or null, got {top_k}")
-        check(burn_in >= 0, f"burn_in must be >= 0, got {burn_in}")
-        ids = self.vocabulary.encode(prime, f"the prime {prime!r}").to(self.device)
+        check_sampling(temperature, top_k)
+        prime_ids = self.vocabulary.encode(prime, f"the prime {prime!r}")
+        ids = torch.cat([self.vocabulary.encode(context, "the sampling context"), prime_ids]).to(self.device)
         was_training = self.training
         self.eval()
         try:
-            hidden = None
-            if burn_in:
-                start = torch.zeros(1, 1, dtype=torch.long, device=self.device)  # any character will do
-                logits, hidden = self.net(start, None)
-                _, hidden = self._continue(logits, hidden, burn_in, temperature, top_k, greedy, generator)
-            logits, hidden = self.net(ids[None], hidden)
-            chosen, _ = self._continue(logits, hidden, length, temperature, top_k, greedy, generator)
+            logits, hidden = self.net(ids[None], None)
+            chosen = self._continue(logits, hidden, length, temperature, top_k, greedy, generator)
         finally:
             self.train(was_training)
         return prime + self.vocabulary.decode(chosen)
@@ -255,7 +256,7 @@ class CharLMModule(L.LightningModule):
         top_k: int | None,
         greedy: bool,
         generator: torch.Generator | None,
-    ) -> tuple[list[int], Hidden]:
+    ) -> list[int]:
         """Choose `length` characters one at a time, each fed back as the next input."""
         last = logits[0, -1].float()
         chosen: list[int] = []
@@ -272,4 +273,4 @@ class CharLMModule(L.LightningModule):
             chosen.append(next_id)
             logits, hidden = self.net(torch.tensor([[next_id]], device=self.device), hidden)
             last = logits[0, -1].float()
-        return chosen, hidden
+        return chosen

@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers import assert_run_outputs
 
-from callbacks.charlm import TextSamples
+from callbacks.charlm import TextSamples, paragraph_context
 from datamodules.charlm import (
     IGNORE_INDEX,
     CharTextDataModule,
@@ -179,12 +179,22 @@ def test_sampling_is_deterministic_under_a_seed(tmp_path):
     module = trained_module(tmp_path)
     draws = [
         module.sample(
-            "ROMEO", 60, temperature=0.9, top_k=5, generator=torch.Generator().manual_seed(seed), burn_in=20
+            "ROMEO",
+            60,
+            temperature=0.9,
+            top_k=5,
+            generator=torch.Generator().manual_seed(seed),
+            context="NCTU is good.\n",
         )
         for seed in (7, 7, 8)
     ]
     assert draws[0] == draws[1] != draws[2]
     assert all(draw.startswith("ROMEO") and len(draw) == 65 for draw in draws)
+
+
+def test_sampling_context_ends_at_the_last_blank_line():
+    assert paragraph_context("ROMEO:\nHi.\n\nJULIET:\nHo.\n\nNurse:\nHa", 13) == "JULIET:\nHo.\n\n"
+    assert paragraph_context("no blank line", 5) == " line"
 
 
 def test_top_k_one_and_greedy_feed_back_their_own_choice(tmp_path):
