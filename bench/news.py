@@ -102,7 +102,7 @@ def main() -> None:
         f"  (5-fold CV on all articles {baseline['cv5']:.4f}; {baseline['seconds']:.1f}s incl. CV)"
     )
     print(
-        "| model | epochs | val acc | test acc | test macro-F1 | baseline test acc | test - baseline | goal | met | wall s |"
+        "| model | epochs | val acc (last epoch) | test acc (best val ckpt) | test macro-F1 | baseline test acc | test - baseline | goal | met | wall s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, n_epochs, metrics, seconds in rows:

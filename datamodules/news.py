@@ -306,12 +306,8 @@ class NewsDataModule(L.LightningDataModule):
         check(batch_size >= 1, f"data.batch_size must be >= 1, got {batch_size}")
         self.data_dir, self.path, self.text = data_dir, path, text
         self.pipeline = TextPipeline(tokenizer, remove_stop_words)
-        self.tokenizer, self.min_count, self.max_vocab, self.max_length = (
-            tokenizer,
-            min_count,
-            max_vocab,
-            max_length,
-        )
+        self.tokenizer = tokenizer
+        self.min_count, self.max_vocab, self.max_length = min_count, max_vocab, max_length
         self.tokenizer_name = tokenizer_name
         self.embedding_file, self.add_embedding_words = embedding_file, add_embedding_words
         self.batch_size, self.split, self.seed, self.download = batch_size, list(split), seed, download
@@ -358,12 +354,12 @@ class NewsDataModule(L.LightningDataModule):
         self.articles = {name: [articles[i] for i in part] for name, part in zip(SPLITS, parts)}
         check(bool(self.articles["train"]), f"no training articles after the split {self.split}")
         log.info(
-            "news: %d articles, %d classes %s, %d duplicate groups kept within one split; "
+            "news: %d articles, %d classes %s, %d groups (articles with the same text or input kept in one split); "
             "train/val/test = %d/%d/%d (ratios %s, seed %d, stratified)",
             len(articles),
             len(self.classes),
             self.classes,
-            len(articles) - len(set(groups)),
+            len(set(groups)),
             *(len(self.articles[s]) for s in SPLITS),
             self.split,
             self.seed,
