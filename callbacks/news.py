@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from callbacks.learning_curves import read_history
-from hw2lab.figures import save_figure
+from hw2lab.figures import save_figure, tensorboard_writers
 
 log = logging.getLogger("hw2lab")
 
@@ -95,8 +95,6 @@ class AttentionMaps(L.Callback):
             if write_files:
                 save_figure(fig, self.figures_dir, name, trainer, step=trainer.current_epoch)
             else:
-                from hw2lab.figures import tensorboard_writers
-
                 for writer in tensorboard_writers(trainer):
                     writer.add_figure(name, fig, global_step=trainer.current_epoch)
                 plt.close(fig)

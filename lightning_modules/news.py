@@ -432,12 +432,7 @@ class NewsClassifier(L.LightningModule):
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    # -- used by the callbacks; inputs and outputs on the module's device, always in eval mode
-    @torch.no_grad()
-    def predict_texts(self, inputs: torch.Tensor, lengths_or_mask: torch.Tensor) -> torch.Tensor:
-        with evaluating(self):
-            return self(inputs, lengths_or_mask).softmax(-1)
-
+    # -- used by the attention-map callback; inputs and outputs on the module's device, in eval mode
     @torch.no_grad()
     def attention_maps(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
