@@ -46,7 +46,7 @@ def plain_loop(cfg, datamodule: CharTextDataModule, steps: int, warmup: int) -> 
         model.dropout,
     )
     optimizer = torch.optim.Adam(net.parameters(), lr=model.lr, weight_decay=model.weight_decay)
-    clip = cfg.trainer.gradient_clip_val
+    clip = model.grad_clip
     net.train()
     hidden, chars, started = None, 0, 0.0
     for step, batch in enumerate(datamodule.train_dataloader()):
@@ -90,7 +90,6 @@ def lightning_loop(cfg, datamodule: CharTextDataModule, steps: int, warmup: int)
         accelerator="cpu",
         max_steps=warmup + steps,
         limit_val_batches=0,
-        gradient_clip_val=cfg.trainer.gradient_clip_val,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -109,7 +108,6 @@ def bpc_after(cfg, datamodule: CharTextDataModule, minutes: float) -> tuple[floa
         accelerator="cpu",
         max_epochs=1000,
         max_time={"seconds": minutes * 60},
-        gradient_clip_val=cfg.trainer.gradient_clip_val,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -142,7 +140,7 @@ def main() -> None:
     print(
         f"preset: cell={cfg.cell} embedding={cfg.model.embedding_dim} hidden={cfg.model.hidden_size} "
         f"layers={cfg.model.num_layers} batch={cfg.data.batch_size} time_step={cfg.time_step} "
-        f"mode={cfg.mode} lr={cfg.model.lr} lr_decay={cfg.model.lr_decay} clip={cfg.grad_clip}; "
+        f"mode={cfg.mode} lr={cfg.model.lr} lr_decay={cfg.model.lr_decay} clip={cfg.model.grad_clip}; "
         f"torch threads {torch.get_num_threads()}"
     )
 

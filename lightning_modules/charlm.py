@@ -92,6 +92,7 @@ class CharLMModule(L.LightningModule):
         lr: float = 2e-3,
         weight_decay: float = 0.0,
         lr_decay: float = 1.0,
+        grad_clip: float | None = 1.0,
         vocabulary: str | None = None,
     ) -> None:
         super().__init__()
@@ -102,6 +103,7 @@ class CharLMModule(L.LightningModule):
         check(0.0 <= dropout < 1.0, f"model.dropout must be in [0, 1), got {dropout}")
         check(lr > 0, f"model.lr must be > 0, got {lr}")
         check(0.0 < lr_decay <= 1.0, f"model.lr_decay must be in (0, 1], got {lr_decay}")
+        check(grad_clip is None or grad_clip > 0, f"grad_clip must be > 0 or null, got {grad_clip}")
         self.save_hyperparameters(ignore=["vocabulary"], logger=False)
         self.net: CharRNN | None = None
         self.vocabulary: Vocabulary | None = None
@@ -202,6 +204,12 @@ class CharLMModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Clipping lives in the module, not in trainer.gradient_clip_val: the trainer preset is composed
+        # after the task config and would reset a task's trainer setting.
+        if self.hparams.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), self.hparams.grad_clip)
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(

@@ -158,12 +158,21 @@ def test_short_training_lowers_validation_bpc(tmp_path, mode):
     torch.manual_seed(0)
     datamodule = make_datamodule(tmp_path, mode=mode, batch_size=8, time_step=16)
     module = CharLMModule(cell="lstm", embedding_dim=16, hidden_size=32, num_layers=1, lr=1e-2)
-    trainer = quiet_trainer(max_epochs=4, gradient_clip_val=1.0)
+    trainer = quiet_trainer(max_epochs=4)
     (before,) = trainer.validate(module, datamodule=datamodule, verbose=False)
     trainer.fit(module, datamodule=datamodule)
     assert trainer.callback_metrics["train/chars_per_s"] > 0
     (after,) = trainer.validate(module, datamodule=datamodule, verbose=False)
     assert after["val/bpc"] < before["val/bpc"] - 0.5
+
+
+def test_gradients_are_clipped_before_each_optimizer_step():
+    module = CharLMModule(hidden_size=8, num_layers=1, grad_clip=0.5, vocabulary="abc")
+    for parameter in module.parameters():
+        parameter.grad = torch.full_like(parameter, 3.0)
+    module.on_before_optimizer_step(optimizer=None)
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in module.parameters()]))
+    assert norm.item() == pytest.approx(0.5, rel=1e-4)
 
 
 def trained_module(tmp_path: Path) -> CharLMModule:
