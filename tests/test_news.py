@@ -25,7 +25,13 @@ from datamodules.news import (
     read_articles,
 )
 from hw2lab.errors import HW2LabError
-from lightning_modules.news import NewsClassifier, load_glove, resolve_pretrained, warmup_then_decay
+from lightning_modules.news import (
+    NewsClassifier,
+    TransformerClassifier,
+    load_glove,
+    resolve_pretrained,
+    warmup_then_decay,
+)
 
 CATEGORY_WORDS = {
     "business": ["shares", "profit", "bank", "market", "economy", "oil"],
@@ -258,6 +264,10 @@ def test_transformer_path_with_a_tiny_bert(data_dir: Path, tmp_path: Path):
     padding = (mask == 0)[:, None, None, :].expand_as(attention)
     assert padding.any() and attention[padding].abs().max() < 1e-6  # nothing attends to padding
     assert (figures / "attention_0.png").stat().st_size > 1000
+
+    for pooling in ("cls", "lstm"):  # the other heads, the LSTM one as the seed report used
+        head = TransformerClassifier(model.net.encoder, 5, pooling=pooling, lstm_hidden=6)
+        assert head(input_ids, mask)[0].shape == (2, 5)
 
     trainer.test(model, datamodule=datamodule, verbose=False)
     rows = list(csv.reader(open(tmp_path / "predictions.csv")))
