@@ -2,8 +2,9 @@
 
 1. Throughput (characters/s): the default preset's model, optimiser, gradient clipping and stream batches,
    trained for the same steps by a hand-written loop (hidden state carried and detached, as the module
-   does) and by the project's Trainer + CharLMModule. They alternate `--repeats` times, so load from other
-   processes hits both; the ratio of the medians is reported. Goal: Lightning >= 0.95x plain.
+   does) and by the project's Trainer + CharLMModule, back to back, `--repeats` times, so load from other
+   processes hits both alike; the median of the per-repeat ratios is reported. Goal: Lightning >= 0.95x
+   plain.
 2. With `--minutes M` (> 0): the default preset trained by the Trainer for M minutes of wall clock
    (validation epochs included), then scored on the whole validation stream. Goal: val BPC <= 2.05 at 15.
 
@@ -149,11 +150,15 @@ def main() -> None:
         plain.append(plain_loop(cfg, datamodule, args.steps, args.warmup))
         lightning.append(lightning_loop(cfg, datamodule, args.steps, args.warmup))
         print(f"  repeat {repeat + 1}: plain {plain[-1]:.0f} chars/s, Lightning {lightning[-1]:.0f} chars/s")
-    ratio = statistics.median(lightning) / statistics.median(plain)
+    # Each repeat runs the two loops back to back, so their ratio sees about the same load from other
+    # processes; the median of those ratios is the number to read on a shared machine.
+    ratio = statistics.median(ours / theirs for ours, theirs in zip(lightning, plain))
     verdict = "met" if ratio >= 0.95 else "NOT met"
     print(
         f"throughput: plain {statistics.median(plain):.0f} chars/s, Lightning {statistics.median(lightning):.0f} "
-        f"chars/s (medians of {args.repeats}); ratio {ratio:.3f} (goal >= 0.95: {verdict})"
+        f"chars/s (medians of {args.repeats}); Lightning/plain per repeat "
+        f"{', '.join(f'{ours / theirs:.3f}' for ours, theirs in zip(lightning, plain))}, median {ratio:.3f} "
+        f"(goal >= 0.95: {verdict})"
     )
 
     if args.minutes > 0:
