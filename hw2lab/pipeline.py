@@ -125,7 +125,7 @@ def fit_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "best_checkpoint": str(Path(best).relative_to(output_dir)) if best else None,
-        "device": str(model.device.type),
+        "device": str(trainer.strategy.root_device),  # the module is back on the CPU after teardown
         "torch_threads": torch.get_num_threads(),
         "precision": str(trainer.precision),
     }
