@@ -123,7 +123,10 @@ class InMemoryImageDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> TensorBatches:
-        return self._batches("train", shuffle=True, group=self.updates_per_step)
+        # DDP all-reduces gradients once per forward of its wrapper, i.e. once per Lightning step: with
+        # several processes every step is one update.
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        return self._batches("train", shuffle=True, group=self.updates_per_step if world_size == 1 else 1)
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches("val", shuffle=False)
