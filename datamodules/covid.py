@@ -427,17 +427,9 @@ class CovidDataModule(L.LightningDataModule):
         )
 
     def _batches(self, name: str, shuffle: bool) -> TensorBatches:
-        trainer = self.trainer
-        rank, replicas = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         inputs, labels = self.splits[name]
-        return TensorBatches(
-            inputs,
-            labels,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            seed=self.seed,
-            rank=rank,
-            num_replicas=replicas,
+        return TensorBatches.for_trainer(
+            self.trainer, inputs, labels, batch_size=self.batch_size, shuffle=shuffle, seed=self.seed
         )
 
     def train_dataloader(self) -> TensorBatches:

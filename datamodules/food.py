@@ -367,16 +367,13 @@ class FoodDataModule(L.LightningDataModule):
         )
 
     def _batches(self, split: str, shuffle: bool) -> TensorBatches:
-        trainer = self.trainer
-        rank, replicas = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        return TensorBatches(
+        return TensorBatches.for_trainer(
+            self.trainer,
             self.images[split],
             self.labels[split],
             batch_size=self.batch_size,
             shuffle=shuffle,
             seed=self.seed,
-            rank=rank,
-            num_replicas=replicas,
         )
 
     def train_dataloader(self) -> TensorBatches:

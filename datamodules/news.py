@@ -418,15 +418,8 @@ class NewsDataModule(L.LightningDataModule):
         return pad_ids([self.vocab.encode(self.pipeline(t)) for t in texts], self.max_length)
 
     def _batches(self, split: str, shuffle: bool) -> TensorBatches:
-        trainer = self.trainer
-        rank, replicas = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        return TensorBatches(
-            *self.tensors[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            seed=self.seed,
-            rank=rank,
-            num_replicas=replicas,
+        return TensorBatches.for_trainer(
+            self.trainer, *self.tensors[split], batch_size=self.batch_size, shuffle=shuffle, seed=self.seed
         )
 
     def train_dataloader(self) -> TensorBatches:

@@ -56,6 +56,12 @@ class TensorBatches:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @classmethod
+    def for_trainer(cls, trainer, *tensors: torch.Tensor, **kwargs) -> TensorBatches:
+        """Batches for this process: under DDP the trainer's rank takes its share (no trainer: all)."""
+        rank, replicas = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return cls(*tensors, rank=rank, num_replicas=replicas, **kwargs)
+
     @property
     def num_samples(self) -> int:
         total = self.tensors[0].shape[0]

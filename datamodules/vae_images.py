@@ -110,15 +110,12 @@ class InMemoryImageDataModule(L.LightningDataModule):
         )
 
     def _batches(self, name: str, shuffle: bool, group: int = 1) -> TensorBatches:
-        trainer = self.trainer
-        rank, replicas = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        return TensorBatches(
+        return TensorBatches.for_trainer(
+            self.trainer,
             self.splits[name],
             batch_size=self.batch_size,
             shuffle=shuffle,
             seed=self.seed,
-            rank=rank,
-            num_replicas=replicas,
             group=group,
         )
 
