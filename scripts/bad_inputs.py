@@ -1,8 +1,8 @@
 """Run run.py on every bad input we know of and print what the user sees, as the table in docs/scale_out.md.
 
 Usage: HW2LAB_DATA_DIR=../shared/data python scripts/bad_inputs.py > /tmp/table.md
-Each case runs in a fresh temporary folder; the last line of stderr (Hydra's "set HYDRA_FULL_ERROR" hint
-aside) is what is shown.
+Each case runs in a fresh temporary folder; shown is the error line of stderr: Hydra's own composition
+errors put their message first and details after it; every other error is the last line. `python scripts/bad_inputs.py covid` runs only the matching cases.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ CASES: list[tuple[str, list[str], object]] = [
     ("news: GloVe file with a ragged line", ["task=news", "model=lstm"], glove_ragged),
     ("news: model.pretrained that does not exist", ["task=news", "model=transformer", "model.pretrained=/nope"], None),
     ("charlm: empty text file", ["task=charlm"], lambda d: fake_shakespeare(d, "")),
-    ("charlm: prime with characters not in the text", ["task=charlm", "prime=ROMEO€", "trainer=debug"], None),
+    ("charlm: prime with characters not in the text", ["task=charlm", "prime=ROMEO*", "trainer=debug"], None),
     ("charlm: time_step longer than the data", ["task=charlm", "time_step=100000"], lambda d: fake_shakespeare(d, "NCTU is good. " * 50)),
     ("food: weight_decay below 0", ["task=food", "weight_decay=-1"], None),
 ]
@@ -125,13 +125,18 @@ def run_case(args: list[str], setup) -> tuple[int, str]:
             if line.strip() and "HYDRA_FULL_ERROR" not in line and "warn" not in line.lower()
             and not line.startswith(("  ", "\t"))
         ]
-        return result.returncode, (lines[-1] if lines else "(nothing on stderr)").replace(tmp, "<tmp>")
+        hydra_errors = [line for line in lines if line.startswith(("In '", "Could not"))]
+        shown = hydra_errors[0] if hydra_errors else (lines[-1] if lines else None)
+        return result.returncode, (shown or "(nothing on stderr)").replace(tmp, "<tmp>")
 
 
 def main() -> None:
     print("| bad input | command (overrides) | exit | what the user sees (last line of stderr) |")
     print("|---|---|---|---|")
+    wanted = sys.argv[1] if len(sys.argv) > 1 else ""
     for description, args, setup in CASES:
+        if wanted not in description:
+            continue
         code, line = run_case(args, setup)
         print(f"| {description} | `{' '.join(args)}` | {code} | {line.replace('|', '/')} |", flush=True)
 
