@@ -19,6 +19,7 @@ from torch import nn
 from hw2lab.errors import check
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+EVAL_NOISE_SEED = 0  # the reparameterisation noise of every evaluation pass
 
 
 class VAEOutput(NamedTuple):
@@ -147,6 +148,9 @@ class VAEModule(L.LightningModule):
         # here costs one in-place add per step, where self.log per step costs far more on small models.
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
+        self._eval_generator: torch.Generator | None = (
+            None  # made at each evaluation start (not pickled for DDP spawn)
+        )
 
     def forward(self, x: torch.Tensor) -> VAEOutput:
         mu, logvar = self.net.encode(x)
@@ -156,7 +160,13 @@ class VAEModule(L.LightningModule):
     def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
         (images,) = batch
         mu, logvar = self.net.encode(images)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation, also when evaluating
+        if stage == "train":
+            noise = torch.randn_like(mu)
+        else:  # see on_validation_epoch_start
+            if self._eval_generator is None:
+                self._eval_generator = torch.Generator().manual_seed(EVAL_NOISE_SEED)
+            noise = torch.randn(mu.shape, generator=self._eval_generator).to(mu.device, mu.dtype)
+        z = mu + noise * torch.exp(0.5 * logvar)  # reparameterisation, also when evaluating
         terms = vae_loss(VAEOutput(self.net.decode(z), mu, logvar), images, self.likelihood, self.kl_weight)
         values = torch.stack([terms.recon, terms.kl, terms.neg_elbo, terms.loss]).detach().float()
         size = images.shape[0]
@@ -188,6 +198,15 @@ class VAEModule(L.LightningModule):
 
     def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def on_validation_epoch_start(self) -> None:
+        # Evaluation draws its noise from its own generator, the same draws every time: the training RNG
+        # stream then does not depend on how often validation runs (with validation off, training is
+        # identical to a plain loop's), and the validation curve has no epoch-to-epoch sampling noise.
+        self._eval_generator = torch.Generator().manual_seed(EVAL_NOISE_SEED)
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_generator = torch.Generator().manual_seed(EVAL_NOISE_SEED)
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
