@@ -38,6 +38,8 @@ log = logging.getLogger("hw2lab")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 LAYOUTS = ("food11", "image_folder")
 SPLITS = ("train", "val", "test")
+# ITU-R 601 luma, as torchvision's grayscale conversion.
+GRAY_WEIGHTS = torch.tensor([0.299, 0.587, 0.114])
 FOOD11_NAME = re.compile(r"^(\d+)_(\d+)$")
 
 
@@ -185,11 +187,23 @@ def decode_images(
     return stacked, torch.tensor(labels, dtype=torch.long)
 
 
+def jitter_colors(pixels: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast and saturation of [0, 1] images (B, 3, H, W) scaled by factors (B, 3)."""
+    b, c, s = (factors[:, k].view(-1, 1, 1, 1) for k in range(3))
+    pixels = (pixels * b).clamp(0, 1)
+    gray = (pixels * GRAY_WEIGHTS.to(pixels.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    pixels = ((pixels - gray.mean((2, 3), keepdim=True)) * c + gray.mean((2, 3), keepdim=True)).clamp(0, 1)
+    gray = (pixels * GRAY_WEIGHTS.to(pixels.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    return ((pixels - gray) * s + gray).clamp(0, 1)
+
+
 class FoodTransforms:
     """Batch transforms on uint8 (B, 3, S, S) tensors, on whatever device they are.
 
     Training: a random resized crop (a square of area fraction in `crop_scale` of the image, anywhere in
-    it, resized back to S; bilinear), a horizontal flip with probability 1/2, then normalisation.
+    it, resized back to S; bilinear), a horizontal flip with probability 1/2, a colour jitter (brightness,
+    contrast and saturation each scaled by a factor drawn from [1 - j, 1 + j], as torchvision's
+    ColorJitter; `color_jitter` j = 0: off), then normalisation.
     Evaluation: normalisation only (the decoded image is already the centre crop at size S).
     """
 
@@ -199,8 +213,10 @@ class FoodTransforms:
         std: Sequence[float] = (0.5, 0.5, 0.5),
         hflip: bool = True,
         crop_scale: Sequence[float] | None = (0.35, 1.0),
+        color_jitter: float = 0.0,
     ) -> None:
         check(len(mean) == 3 and len(std) == 3, "data.mean and data.std need 3 values (RGB)")
+        check(0 <= color_jitter < 1, f"data.color_jitter must be in [0, 1), got {color_jitter}")
         check(all(s > 0 for s in std), f"data.std must be positive, got {list(std)}")
         if crop_scale is not None:
             low, high = crop_scale
@@ -212,6 +228,7 @@ class FoodTransforms:
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self.hflip = hflip
         self.crop_scale = tuple(crop_scale) if crop_scale is not None else None
+        self.color_jitter = float(color_jitter)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         pixels = images.float().div_(255)
@@ -221,11 +238,18 @@ class FoodTransforms:
         return self.normalize(images)
 
     def train(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        pixels = self.normalize(images)
-        if self.crop_scale is None and not self.hflip:
-            return pixels
+        pixels = images.float().div_(255)
         batch = pixels.shape[0]
-        rand = torch.rand(batch, 4, generator=generator).to(pixels.device)
+        if self.crop_scale is not None or self.hflip:
+            pixels = self._crop_and_flip(pixels, torch.rand(batch, 4, generator=generator))
+        if self.color_jitter > 0:
+            factors = 1 + self.color_jitter * (2 * torch.rand(batch, 3, generator=generator) - 1)
+            pixels = jitter_colors(pixels, factors.to(pixels.device))
+        return (pixels - self.mean.to(pixels.device)) / self.std.to(pixels.device)
+
+    def _crop_and_flip(self, pixels: torch.Tensor, rand: torch.Tensor) -> torch.Tensor:
+        batch = pixels.shape[0]
+        rand = rand.to(pixels.device)
         if self.crop_scale is not None:
             low, high = self.crop_scale
             side = (low + (high - low) * rand[:, 0]).sqrt()  # side fraction of a crop with that area
@@ -265,6 +289,7 @@ class FoodDataModule(L.LightningDataModule):
         std: Sequence[float] = (0.5, 0.5, 0.5),
         hflip: bool = True,
         crop_scale: Sequence[float] | None = (0.35, 1.0),
+        color_jitter: float = 0.0,
         batch_size: int = 64,
         seed: int = 42,
         download: bool = False,
@@ -296,7 +321,7 @@ class FoodDataModule(L.LightningDataModule):
         self.image_size, self.crop = image_size, crop
         self.batch_size, self.seed = batch_size, seed
         self.download, self.url, self.sha256 = download, url, sha256
-        self.transforms = FoodTransforms(mean, std, hflip, crop_scale)
+        self.transforms = FoodTransforms(mean, std, hflip, crop_scale, color_jitter)
         self.images: dict[str, torch.Tensor] = {}
         self.labels: dict[str, torch.Tensor] = {}
         self._augment_generator = torch.Generator().manual_seed(seed)

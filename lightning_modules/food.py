@@ -101,6 +101,33 @@ def l2_penalty(net: nn.Module, weight_decay: float) -> torch.Tensor:
     return 0.5 * weight_decay * sum(weight.pow(2).sum() for weight in decayed_parameters(net))
 
 
+def mix_batch(images: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mixup or CutMix (one of the two, evenly) of a batch with a shuffled copy of itself.
+
+    Returns the mixed images, the partner of each image (an index into the batch) and the share λ of the
+    original image, drawn from Beta(alpha, alpha) and folded to λ >= 1/2 so that the original labels stay
+    the larger part; for CutMix λ is the exact area left uncovered. Draws use torch's global generator
+    (seeded by the run's seed and restored on resume), on the CPU, so the draw is the same on any device.
+    """
+    share = float(torch.distributions.Beta(alpha, alpha).sample())
+    share = max(share, 1 - share)
+    partners = torch.randperm(images.shape[0]).to(images.device)
+    if float(torch.rand(())) < 0.5:
+        return share * images + (1 - share) * images[partners], partners, share
+    height, width = images.shape[-2:]
+    cut_h, cut_w = (
+        int(height * (1 - share) ** 0.5),
+        int(width * (1 - share) ** 0.5),
+    )  # floor: share stays >= 1/2
+    top = int(torch.randint(0, height - cut_h + 1, ()))
+    left = int(torch.randint(0, width - cut_w + 1, ()))
+    mixed = images.clone()
+    mixed[..., top : top + cut_h, left : left + cut_w] = images[partners][
+        ..., top : top + cut_h, left : left + cut_w
+    ]
+    return mixed, partners, 1 - cut_h * cut_w / (height * width)
+
+
 class FoodClassifier(L.LightningModule):
     """Cross-entropy training of a food CNN; logs loss (plain cross-entropy), acc and the L2 penalty per
     epoch, and at test time also the un-augmented training accuracy and the train-test gap."""
@@ -114,6 +141,8 @@ class FoodClassifier(L.LightningModule):
         l2_mode: str = "optimizer",
         label_smoothing: float = 0.0,
         scheduler: str = "cosine",
+        mix_prob: float = 0.0,
+        mix_alpha: float = 1.0,
     ) -> None:
         super().__init__()
         class_names = [str(name) for name in class_names]  # plain list: checkpoints load with weights_only
@@ -122,6 +151,8 @@ class FoodClassifier(L.LightningModule):
         check(l2_mode in L2_MODES, f"l2_mode must be one of {L2_MODES}, got {l2_mode!r}")
         check(0 <= label_smoothing < 1, f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         check(scheduler in SCHEDULERS, f"model.scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        check(0 <= mix_prob <= 1, f"model.mix_prob must be in [0, 1], got {mix_prob}")
+        check(mix_alpha > 0, f"model.mix_alpha must be > 0, got {mix_alpha}")
         self.save_hyperparameters(ignore=["net"], logger=False)
         self.class_names = list(class_names)
         # The config gives the net as a partial: the number of classes comes from the data's class names.
@@ -129,6 +160,7 @@ class FoodClassifier(L.LightningModule):
         self.weight_decay = float(weight_decay)
         self.l2_mode = l2_mode
         self.label_smoothing = float(label_smoothing)
+        self.mix_prob, self.mix_alpha = float(mix_prob), float(mix_alpha)
         # Epoch sums (cross-entropy × size, correct predictions) on the device; see vae.py for why.
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
@@ -162,6 +194,13 @@ class FoodClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
+        if self.mix_prob > 0 and float(torch.rand(())) < self.mix_prob:
+            images, partners, share = mix_batch(images, self.mix_alpha)
+            logits = self.net(images)
+            self._accumulate("train", logits, labels)  # scored against the larger share's labels
+            return share * self.training_loss(logits, labels) + (1 - share) * self.training_loss(
+                logits, labels[partners]
+            )
         logits = self.net(images)
         self._accumulate("train", logits, labels)
         return self.training_loss(logits, labels)

@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from helpers import assert_run_outputs, compose_config
 from PIL import Image
 
-from datamodules.food import FoodDataModule, FoodTransforms, LabelledFiles, decode_images
+from datamodules.food import FoodDataModule, FoodTransforms, LabelledFiles, decode_images, jitter_colors
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import build
-from lightning_modules.food import FoodClassifier, FoodCNN, ReportCNN, l2_penalty
+from lightning_modules.food import FoodClassifier, FoodCNN, ReportCNN, l2_penalty, mix_batch
 
 FOOD11_CLASSES = [
     "Bread",
@@ -232,6 +232,40 @@ def test_evaluation_only_normalises_and_training_flips_whole_images():
     assert cropped.shape == evaluated.shape and not torch.allclose(cropped, evaluated)
 
 
+def test_color_jitter_factors_mean_brightness_contrast_saturation():
+    pixels = torch.rand(2, 3, 4, 4) * 0.5
+    assert torch.allclose(jitter_colors(pixels, torch.ones(2, 3)), pixels, atol=1e-6)
+    darker = jitter_colors(pixels, torch.tensor([[0.5, 1.0, 1.0]] * 2))
+    assert torch.allclose(darker, pixels * 0.5, atol=1e-6)
+    gray = jitter_colors(pixels, torch.tensor([[1.0, 1.0, 0.0]] * 2))
+    assert torch.allclose(gray[:, 0], gray[:, 1]) and torch.allclose(gray[:, 1], gray[:, 2])
+    flat = jitter_colors(pixels, torch.tensor([[1.0, 0.0, 1.0]] * 2))
+    assert torch.allclose(flat.std(dim=(2, 3)).sum(1), torch.zeros(2), atol=1e-6)  # contrast 0: uniform
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    jittered = FoodTransforms(hflip=False, crop_scale=None, color_jitter=0.4).train(images)
+    assert jittered.shape == images.shape and not torch.allclose(jittered, images.float() / 127.5 - 1)
+    with pytest.raises(HW2LabError, match="color_jitter"):
+        FoodTransforms(color_jitter=1.5)
+
+
+def test_mixup_and_cutmix_keep_the_larger_share_and_its_area():
+    torch.manual_seed(0)
+    images = torch.arange(2, dtype=torch.float32).view(2, 1, 1, 1).expand(2, 3, 8, 8).contiguous()
+    seen = set()
+    for _ in range(40):
+        mixed, partners, share = mix_batch(images, alpha=1.0)
+        assert 0.5 <= share <= 1 and mixed.shape == images.shape
+        own = (mixed == images).float().mean(dim=(1, 2, 3))
+        if torch.all((mixed == 0) | (mixed == 1)):  # CutMix: whole pixels from one image or the other
+            seen.add("cutmix")
+            changed = partners != torch.arange(2)
+            assert torch.allclose(own[changed], torch.full_like(own[changed], share))
+        else:  # Mixup: a convex blend of the two
+            seen.add("mixup")
+            assert torch.allclose(mixed, share * images + (1 - share) * images[partners])
+    assert seen == {"mixup", "cutmix"}
+
+
 @pytest.mark.parametrize(
     "net", [ReportCNN(num_classes=11, image_size=32), FoodCNN(num_classes=11, widths=[8, 16])]
 )
@@ -328,6 +362,8 @@ def test_weight_decay_sweep_end_to_end(cli, tmp_path):
             "data.image_size=16",
             "data.batch_size=8",
             "model.net.widths=[8,16]",
+            "model.mix_prob=1.0",  # every batch mixed (Mixup or CutMix) and colour-jittered: the paths run
+            "data.color_jitter=0.3",
             "callbacks.test_figures.gallery_size=6",
             "callbacks.feature_maps.channels=4",
         ],
