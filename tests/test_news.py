@@ -26,6 +26,7 @@ from datamodules.news import (
 )
 from hw2lab.errors import HW2LabError
 from lightning_modules.news import (
+    LSTMClassifier,
     NewsClassifier,
     TransformerClassifier,
     load_glove,
@@ -202,6 +203,43 @@ def test_bad_input_is_one_clear_error(data_dir: Path, tmp_path: Path):
         make_datamodule(data_dir).setup()
     assert warmup_then_decay(0, 100, 10) < warmup_then_decay(9, 100, 10) <= 1
     assert warmup_then_decay(100, 100, 10) == 0
+
+
+@pytest.mark.parametrize("pooling", ["last", "max", "mean"])
+def test_lstm_pooling_ignores_padding(pooling: str):
+    """A text padded inside a batch must get the logits it gets alone: packing hides the padding from the
+    recurrence, and max/mean pool over the real tokens only."""
+    torch.manual_seed(0)
+    net = LSTMClassifier(torch.nn.Embedding(20, 4, padding_idx=0), 5, hidden_dim=3, pooling=pooling).eval()
+    short = torch.tensor([[5, 6, 7]])
+    batch = torch.tensor([[5, 6, 7, 0, 0], [8, 9, 10, 11, 12]])
+    alone = net(short, torch.tensor([3]))
+    together = net(batch, torch.tensor([3, 5]))
+    torch.testing.assert_close(together[:1], alone)
+    with pytest.raises(HW2LabError, match="model.pooling"):
+        LSTMClassifier(torch.nn.Embedding(20, 4), 5, pooling="attention")
+
+
+def test_lr_schedule_is_a_choice():
+    def rates(schedule: str) -> list[float]:
+        module = NewsClassifier("bag", embedding_dim=4, lr=1.0, warmup_ratio=0.0, lr_schedule=schedule)
+        module._build(5, itos=["<pad>", "<unk>", "a", "b"])
+        trainer = type("Trainer", (), {"estimated_stepping_batches": 4})()
+        module._trainer = trainer
+        configured = module.configure_optimizers()
+        if isinstance(configured, torch.optim.Optimizer):
+            return [configured.param_groups[0]["lr"]] * 2
+        optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+        first = optimizer.param_groups[0]["lr"]
+        for _ in range(2):
+            optimizer.step()
+            scheduler.step()
+        return [first, optimizer.param_groups[0]["lr"]]
+
+    assert rates("constant") == [1.0, 1.0]
+    assert rates("linear") == pytest.approx([1.0, 0.5])
+    with pytest.raises(HW2LabError, match="model.lr_schedule"):
+        NewsClassifier("bag", lr_schedule="cosine")
 
 
 def test_configs_wire_the_tokenizer_to_the_model():
