@@ -96,10 +96,18 @@ CASES: list[tuple[str, list[str], object]] = [
     ("covid: unknown cell", ["task=covid", "cell=transformer"], None),
     ("news: empty category folder", ["task=news"], bbc_empty_category),
     ("news: GloVe file with a ragged line", ["task=news", "model=lstm"], glove_ragged),
-    ("news: model.pretrained that does not exist", ["task=news", "model=transformer", "model.pretrained=/nope"], None),
+    (
+        "news: model.pretrained that does not exist",
+        ["task=news", "model=transformer", "model.pretrained=/nope"],
+        None,
+    ),
     ("charlm: empty text file", ["task=charlm"], lambda d: fake_shakespeare(d, "")),
     ("charlm: prime with characters not in the text", ["task=charlm", "prime=ROMEO*", "trainer=debug"], None),
-    ("charlm: time_step longer than the data", ["task=charlm", "time_step=100000"], lambda d: fake_shakespeare(d, "NCTU is good. " * 50)),
+    (
+        "charlm: time_step longer than the data",
+        ["task=charlm", "time_step=100000"],
+        lambda d: fake_shakespeare(d, "NCTU is good. " * 50),
+    ),
     ("food: weight_decay below 0", ["task=food", "weight_decay=-1"], None),
 ]
 
@@ -116,13 +124,27 @@ def run_case(args: list[str], setup) -> tuple[int, str]:
         env = {**os.environ, "HW2LAB_DATA_DIR": str(data)}
         env.pop("HYDRA_FULL_ERROR", None)
         result = subprocess.run(
-            [sys.executable, str(REPO_ROOT / "run.py"), *args, "trainer.max_epochs=1", "logger=none",
-             f"hydra.run.dir={tmp}/run", f"hydra.sweep.dir={tmp}/sweep"],
-            capture_output=True, text=True, cwd=tmp, env=env, timeout=900,
+            [
+                sys.executable,
+                str(REPO_ROOT / "run.py"),
+                *args,
+                "trainer.max_epochs=1",
+                "logger=none",
+                f"hydra.run.dir={tmp}/run",
+                f"hydra.sweep.dir={tmp}/sweep",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp,
+            env=env,
+            timeout=900,
         )
         lines = [
-            line for line in result.stderr.splitlines()
-            if line.strip() and "HYDRA_FULL_ERROR" not in line and "warn" not in line.lower()
+            line
+            for line in result.stderr.splitlines()
+            if line.strip()
+            and "HYDRA_FULL_ERROR" not in line
+            and "warn" not in line.lower()
             and not line.startswith(("  ", "\t"))
         ]
         hydra_errors = [line for line in lines if line.startswith(("In '", "Could not"))]
