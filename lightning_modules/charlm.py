@@ -24,6 +24,7 @@ from datamodules.charlm import IGNORE_INDEX, CharBatch, Vocabulary
 from hw2lab.errors import check
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+LR_SCHEDULES = ("exponential", "cosine")
 
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -92,6 +93,8 @@ class CharLMModule(L.LightningModule):
         lr: float = 2e-3,
         weight_decay: float = 0.0,
         lr_decay: float = 1.0,
+        lr_schedule: str = "exponential",
+        min_lr_ratio: float = 0.0,
         grad_clip: float | None = 1.0,
         vocabulary: str | None = None,
     ) -> None:
@@ -103,6 +106,11 @@ class CharLMModule(L.LightningModule):
         check(0.0 <= dropout < 1.0, f"model.dropout must be in [0, 1), got {dropout}")
         check(lr > 0, f"model.lr must be > 0, got {lr}")
         check(0.0 < lr_decay <= 1.0, f"model.lr_decay must be in (0, 1], got {lr_decay}")
+        check(
+            lr_schedule in LR_SCHEDULES,
+            f"model.lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}",
+        )
+        check(0.0 <= min_lr_ratio <= 1.0, f"model.min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
         check(grad_clip is None or grad_clip > 0, f"grad_clip must be > 0 or null, got {grad_clip}")
         self.save_hyperparameters(ignore=["vocabulary"], logger=False)
         self.net: CharRNN | None = None
@@ -215,9 +223,21 @@ class CharLMModule(L.LightningModule):
         optimizer = torch.optim.Adam(
             self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
         )
-        if self.hparams.lr_decay >= 1.0:
+        hp = self.hparams
+        if hp.lr_schedule == "cosine":
+            # Per step, from lr down to lr * min_lr_ratio at the last planned step (max_epochs or
+            # max_steps): for a fixed budget, annealing to a small rate is worth more than any constant one.
+            total = max(int(self.trainer.estimated_stepping_batches), 1)
+
+            def cosine(step: int) -> float:
+                progress = min(step / total, 1.0)
+                return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        if hp.lr_decay >= 1.0:
             return optimizer
-        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=hp.lr_decay)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     @torch.no_grad()

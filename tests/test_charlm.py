@@ -166,6 +166,26 @@ def test_short_training_lowers_validation_bpc(tmp_path, mode):
     assert after["val/bpc"] < before["val/bpc"] - 0.5
 
 
+def test_cosine_schedule_anneals_to_the_floor_by_the_last_planned_step(tmp_path):
+    datamodule = make_datamodule(tmp_path, batch_size=8, time_step=16)
+    module = CharLMModule(
+        embedding_dim=8, hidden_size=8, num_layers=1, lr=1e-2, lr_schedule="cosine", min_lr_ratio=0.1
+    )
+    seen: list[float] = []
+
+    class RecordRate(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer = quiet_trainer(max_epochs=2, callbacks=[RecordRate()])
+    trainer.fit(module, datamodule=datamodule)
+    assert seen[0] == pytest.approx(1e-2)
+    assert all(later < earlier for earlier, later in zip(seen, seen[1:]))
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-3)  # lr * min_lr_ratio
+    with pytest.raises(HW2LabError, match="model.lr_schedule"):
+        CharLMModule(lr_schedule="linear")
+
+
 def test_gradients_are_clipped_before_each_optimizer_step():
     module = CharLMModule(hidden_size=8, num_layers=1, grad_clip=0.5, vocabulary="abc")
     for parameter in module.parameters():
