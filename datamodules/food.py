@@ -189,12 +189,13 @@ def decode_images(
 
 def jitter_colors(pixels: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     """Brightness, contrast and saturation of [0, 1] images (B, 3, H, W) scaled by factors (B, 3)."""
-    b, c, s = (factors[:, k].view(-1, 1, 1, 1) for k in range(3))
-    pixels = (pixels * b).clamp(0, 1)
-    gray = (pixels * GRAY_WEIGHTS.to(pixels.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    pixels = ((pixels - gray.mean((2, 3), keepdim=True)) * c + gray.mean((2, 3), keepdim=True)).clamp(0, 1)
-    gray = (pixels * GRAY_WEIGHTS.to(pixels.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    return ((pixels - gray) * s + gray).clamp(0, 1)
+    brightness, contrast, saturation = (factors[:, k].view(-1, 1, 1, 1) for k in range(3))
+    weights = GRAY_WEIGHTS.to(pixels.device).view(1, 3, 1, 1)
+    pixels = (pixels * brightness).clamp(0, 1)
+    mean_gray = (pixels * weights).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+    pixels = ((pixels - mean_gray) * contrast + mean_gray).clamp(0, 1)
+    gray = (pixels * weights).sum(1, keepdim=True)
+    return ((pixels - gray) * saturation + gray).clamp(0, 1)
 
 
 class FoodTransforms:
@@ -202,8 +203,8 @@ class FoodTransforms:
 
     Training: a random resized crop (a square of area fraction in `crop_scale` of the image, anywhere in
     it, resized back to S; bilinear), a horizontal flip with probability 1/2, a colour jitter (brightness,
-    contrast and saturation each scaled by a factor drawn from [1 - j, 1 + j], as torchvision's
-    ColorJitter; `color_jitter` j = 0: off), then normalisation.
+    contrast and saturation each scaled by a factor drawn from [1 - j, 1 + j], in that order, like
+    torchvision's ColorJitter; `color_jitter` j = 0: off), then normalisation.
     Evaluation: normalisation only (the decoded image is already the centre crop at size S).
     """
 

@@ -220,10 +220,8 @@ class CharLMModule(L.LightningModule):
             torch.nn.utils.clip_grad_norm_(self.parameters(), self.hparams.grad_clip)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
         hp = self.hparams
+        optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.lr_schedule == "cosine":
             # Per step, from lr down to lr * min_lr_ratio at the last planned step (max_epochs or
             # max_steps): for a fixed budget, annealing to a small rate is worth more than any constant one.

@@ -115,10 +115,8 @@ def mix_batch(images: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.T
     if float(torch.rand(())) < 0.5:
         return share * images + (1 - share) * images[partners], partners, share
     height, width = images.shape[-2:]
-    cut_h, cut_w = (
-        int(height * (1 - share) ** 0.5),
-        int(width * (1 - share) ** 0.5),
-    )  # floor: share stays >= 1/2
+    # Rounded down, so the uncovered share stays >= 1/2.
+    cut_h, cut_w = int(height * (1 - share) ** 0.5), int(width * (1 - share) ** 0.5)
     top = int(torch.randint(0, height - cut_h + 1, ()))
     left = int(torch.randint(0, width - cut_w + 1, ()))
     mixed = images.clone()
