@@ -71,7 +71,8 @@ def lightning_round(module: L.LightningModule, datamodule, epochs: int) -> float
 
 
 def plain_round(module: L.LightningModule, datamodule, epochs: int) -> float:
-    """The loop one would write by hand: batches, augmentation, forward, loss, backward, step."""
+    """The loop one would write by hand: batches, augmentation, forward (with the module's Mixup/CutMix),
+    loss, backward, step."""
     net = module.net
     optimizer = module.configure_optimizers()  # not attached to a trainer: the optimizer alone
     batches = TensorBatches(
@@ -86,7 +87,7 @@ def plain_round(module: L.LightningModule, datamodule, epochs: int) -> float:
     for _ in range(epochs):
         for images, labels in batches:
             inputs = datamodule.prepare(images, training=True)
-            loss = module.training_loss(net(inputs), labels)
+            _, loss = module.training_forward(inputs, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

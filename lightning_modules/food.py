@@ -190,18 +190,23 @@ class FoodClassifier(L.LightningModule):
         sums, count = self._sums.pop(stage), self._counts.pop(stage)
         return {f"{stage}/loss": sums[0] / count, f"{stage}/acc": sums[1] / count}
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        images, labels = batch
+    def training_forward(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the loss backward sees, Mixup/CutMix included (also bench/food.py's plain loop)."""
         if self.mix_prob > 0 and float(torch.rand(())) < self.mix_prob:
             images, partners, share = mix_batch(images, self.mix_alpha)
             logits = self.net(images)
-            self._accumulate("train", logits, labels)  # scored against the larger share's labels
-            return share * self.training_loss(logits, labels) + (1 - share) * self.training_loss(
-                logits, labels[partners]
-            )
+            own, other = self.training_loss(logits, labels), self.training_loss(logits, labels[partners])
+            return logits, share * own + (1 - share) * other
         logits = self.net(images)
-        self._accumulate("train", logits, labels)
-        return self.training_loss(logits, labels)
+        return logits, self.training_loss(logits, labels)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits, loss = self.training_forward(images, labels)
+        self._accumulate("train", logits, labels)  # on mixed batches: against the larger share's labels
+        return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
