@@ -120,9 +120,8 @@ def mix_batch(images: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.T
     top = int(torch.randint(0, height - cut_h + 1, ()))
     left = int(torch.randint(0, width - cut_w + 1, ()))
     mixed = images.clone()
-    mixed[..., top : top + cut_h, left : left + cut_w] = images[partners][
-        ..., top : top + cut_h, left : left + cut_w
-    ]
+    rows, cols = slice(top, top + cut_h), slice(left, left + cut_w)
+    mixed[..., rows, cols] = images[partners, :, rows, cols]  # only the patch is gathered
     return mixed, partners, 1 - cut_h * cut_w / (height * width)
 
 

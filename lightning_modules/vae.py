@@ -148,9 +148,8 @@ class VAEModule(L.LightningModule):
         # here costs one in-place add per step, where self.log per step costs far more on small models.
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
-        self._eval_generator: torch.Generator | None = (
-            None  # made at each evaluation start (not pickled for DDP spawn)
-        )
+        # Made at each evaluation start (so it is never pickled for DDP spawn).
+        self._eval_generator: torch.Generator | None = None
 
     def forward(self, x: torch.Tensor) -> VAEOutput:
         mu, logvar = self.net.encode(x)
