@@ -179,7 +179,7 @@ class CharTextDataModule(L.LightningDataModule):
         batch_size: int = 32,
         time_step: int = 64,
         mode: str = "stream",
-        eval_batch_size: int = 64,
+        eval_batch_size: int = 4,
         seed: int = 42,
     ) -> None:
         super().__init__()

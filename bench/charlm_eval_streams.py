@@ -1,0 +1,77 @@
+"""How the number of evaluation streams (`data.eval_batch_size`) moves validation BPC.
+
+Each stream starts from a zero hidden state, so splitting the validation text into more streams adds cold
+starts. This trains the preset's cell at a small size for one stream epoch (or `--seconds`, whichever ends
+first) with a plain loop, then scores the same weights on the whole validation split read as 64, 16, 4 and 1 streams.
+
+    HW2LAB_DATA_DIR=../shared/data python bench/charlm_eval_streams.py --seconds 240 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
+
+from helpers import compose_config  # noqa: E402
+
+from datamodules.charlm import IGNORE_INDEX, StreamChunks  # noqa: E402
+from lightning_modules.charlm import CharRNN, detach_hidden  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=240)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = compose_config(["task=charlm"])
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    net = CharRNN(len(datamodule.vocabulary), cfg.model.cell, cfg.model.embedding_dim, args.hidden, 2, 0.1)
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.model.lr)
+    started, hidden, steps = time.perf_counter(), None, 0
+    for batch in datamodule.train_dataloader():
+        if time.perf_counter() - started > args.seconds:
+            break
+        steps += 1
+        logits, hidden = net(batch.inputs, None if batch.reset else hidden)
+        hidden = detach_hidden(hidden)
+        loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+    net.eval()
+    print(f"2 x {args.hidden} {cfg.model.cell}, trained {steps} steps; time_step {cfg.time_step}")
+    for streams in (64, 16, 4, 1):
+        nats, scored, hidden, started = 0.0, 0, None, time.perf_counter()
+        with torch.no_grad():
+            for batch in StreamChunks(datamodule.splits["val"], streams, cfg.time_step):
+                logits, hidden = net(batch.inputs, None if batch.reset else hidden)
+                targets = batch.targets.flatten()
+                nats += F.cross_entropy(
+                    logits.flatten(0, 1), targets, ignore_index=IGNORE_INDEX, reduction="sum"
+                ).item()
+                scored += int((targets != IGNORE_INDEX).sum())
+        bpc = nats / scored / math.log(2)
+        print(
+            f"{streams:3d} streams: val BPC {bpc:.4f} over {scored} characters ({time.perf_counter() - started:.1f} s)"
+        )
+
+
+if __name__ == "__main__":
+    main()
