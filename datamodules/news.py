@@ -468,7 +468,8 @@ class NewsDataModule(L.LightningDataModule):
         return ids, mask
 
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode new texts as the model's batches do: (ids, lengths) or (input ids, attention mask)."""
+        """Encode new texts as the model's batches do: (ids, lengths) or (input ids, attention mask); with
+        `windows`, only each text's first window (short texts such as the attention-map sentences)."""
         self.setup()
         if self.hf_tokenizer is not None:
             encoded = self.encode_pretrained(texts)
