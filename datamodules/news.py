@@ -444,13 +444,23 @@ class NewsDataModule(L.LightningDataModule):
         max_length tokens with the special tokens, neighbours sharing `window_overlap` tokens, the first
         `max_windows` kept. K is the most windows of any text; a text with fewer has all-padding windows
         (mask 0) after its own, which the model skips."""
-        encoded = self.hf_tokenizer(
-            texts,
-            truncation=True,
-            max_length=self.max_length,
-            stride=self.window_overlap,
-            return_overflowing_tokens=True,
-            padding="max_length",
+        try:
+            encoded = self.hf_tokenizer(
+                texts,
+                truncation=True,
+                max_length=self.max_length,
+                stride=self.window_overlap,
+                return_overflowing_tokens=True,
+                padding="max_length",
+            )
+        except (NotImplementedError, ValueError) as error:
+            encoded, reason = {}, f": {error}"
+        else:
+            reason = ""
+        check(
+            "overflow_to_sample_mapping" in encoded,
+            f"data.windows=true needs a tokenizer that returns overflowing windows (a Hugging Face fast "
+            f"tokenizer); the one of {self.tokenizer_name!r} does not{reason}",
         )
         per_text: list[list[int]] = [[] for _ in texts]
         for window, text_index in enumerate(encoded["overflow_to_sample_mapping"]):
