@@ -48,7 +48,7 @@ def plain_loop(cfg, datamodule: CharTextDataModule, steps: int, warmup: int) -> 
         model.num_layers,
         model.dropout,
     )
-    optimizer = torch.optim.Adam(net.parameters(), lr=model.lr, weight_decay=model.weight_decay)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=model.lr, weight_decay=model.weight_decay)
     clip = model.grad_clip
     net.train()
     hidden, chars, started = None, 0, 0.0
@@ -144,7 +144,8 @@ def main() -> None:
     print(
         f"preset: cell={cfg.cell} embedding={cfg.model.embedding_dim} hidden={cfg.model.hidden_size} "
         f"layers={cfg.model.num_layers} batch={cfg.data.batch_size} time_step={cfg.time_step} "
-        f"dropout={cfg.model.dropout} mode={cfg.mode} lr={cfg.model.lr} schedule={cfg.model.lr_schedule} "
+        f"dropout={cfg.model.dropout} mode={cfg.mode} lr={cfg.model.lr} weight_decay={cfg.model.weight_decay} "
+        f"schedule={cfg.model.lr_schedule} "
         f"(lr_decay={cfg.model.lr_decay}, min_lr_ratio={cfg.model.min_lr_ratio}) clip={cfg.model.grad_clip} "
         f"max_epochs={cfg.trainer.max_epochs}; torch threads {torch.get_num_threads()}"
     )

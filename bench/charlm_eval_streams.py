@@ -10,7 +10,6 @@ first) with a plain loop, then scores the same weights on the whole validation s
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from hydra.utils import instantiate
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
 
+from charlm_explore import stream_bpc  # noqa: E402  (bench/ is the script's own folder)
 from helpers import compose_config  # noqa: E402
 
 from datamodules.charlm import IGNORE_INDEX, StreamChunks  # noqa: E402
@@ -55,22 +55,11 @@ def main() -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         optimizer.step()
-    net.eval()
     print(f"2 x {args.hidden} {cfg.model.cell}, trained {steps} steps; time_step {cfg.time_step}")
     for streams in (64, 16, 4, 1):
-        nats, scored, hidden, started = 0.0, 0, None, time.perf_counter()
-        with torch.no_grad():
-            for batch in StreamChunks(datamodule.splits["val"], streams, cfg.time_step):
-                logits, hidden = net(batch.inputs, None if batch.reset else hidden)
-                targets = batch.targets.flatten()
-                nats += F.cross_entropy(
-                    logits.flatten(0, 1), targets, ignore_index=IGNORE_INDEX, reduction="sum"
-                ).item()
-                scored += int((targets != IGNORE_INDEX).sum())
-        bpc = nats / scored / math.log(2)
-        print(
-            f"{streams:3d} streams: val BPC {bpc:.4f} over {scored} characters ({time.perf_counter() - started:.1f} s)"
-        )
+        started = time.perf_counter()
+        bpc = stream_bpc(net, StreamChunks(datamodule.splits["val"], streams, cfg.time_step))
+        print(f"{streams:3d} streams: val BPC {bpc:.4f} ({time.perf_counter() - started:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -195,6 +195,19 @@ def test_gradients_are_clipped_before_each_optimizer_step():
     assert norm.item() == pytest.approx(0.5, rel=1e-4)
 
 
+def test_weight_decay_is_decoupled_from_the_gradient():
+    # With no gradient, AdamW shrinks every weight by exactly lr * weight_decay of itself; Adam's L2 term
+    # would instead move each weight by about lr, whatever its size.
+    module = CharLMModule(hidden_size=8, num_layers=1, lr=0.1, weight_decay=0.5, vocabulary="abc")
+    optimizer = module.configure_optimizers()
+    before = [parameter.detach().clone() for parameter in module.parameters()]
+    for parameter in module.parameters():
+        parameter.grad = torch.zeros_like(parameter)
+    optimizer.step()
+    for old, new in zip(before, module.parameters()):
+        torch.testing.assert_close(new.detach(), old * (1 - 0.1 * 0.5))
+
+
 def trained_module(tmp_path: Path) -> CharLMModule:
     datamodule = make_datamodule(tmp_path)
     datamodule.setup()
