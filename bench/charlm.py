@@ -24,16 +24,16 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
 
+from charlm_explore import plain_step  # noqa: E402  (bench/ is the script's own folder)
 from helpers import compose_config  # noqa: E402
 
-from datamodules.charlm import IGNORE_INDEX, CharTextDataModule  # noqa: E402
-from lightning_modules.charlm import CharLMModule, CharRNN, detach_hidden  # noqa: E402
+from datamodules.charlm import CharTextDataModule  # noqa: E402
+from lightning_modules.charlm import CharLMModule, CharRNN  # noqa: E402
 
 
 def plain_loop(cfg, datamodule: CharTextDataModule, steps: int, warmup: int) -> float:
@@ -49,7 +49,6 @@ def plain_loop(cfg, datamodule: CharTextDataModule, steps: int, warmup: int) -> 
         model.dropout,
     )
     optimizer = torch.optim.AdamW(net.parameters(), lr=model.lr, weight_decay=model.weight_decay)
-    clip = model.grad_clip
     net.train()
     hidden, chars, started = None, 0, 0.0
     for step, batch in enumerate(datamodule.train_dataloader()):
@@ -57,14 +56,7 @@ def plain_loop(cfg, datamodule: CharTextDataModule, steps: int, warmup: int) -> 
             started, chars = time.perf_counter(), 0
         if step == warmup + steps:
             break
-        logits, hidden = net(batch.inputs, None if batch.reset else hidden)
-        hidden = detach_hidden(hidden)
-        loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
-        optimizer.step()
+        _, hidden = plain_step(net, optimizer, batch, hidden, model.grad_clip)
         chars += batch.inputs.numel()
     return chars / (time.perf_counter() - started)
 

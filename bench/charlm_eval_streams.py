@@ -15,17 +15,16 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
 
-from charlm_explore import stream_bpc  # noqa: E402  (bench/ is the script's own folder)
+from charlm_explore import plain_step, stream_bpc  # noqa: E402  (bench/ is the script's own folder)
 from helpers import compose_config  # noqa: E402
 
-from datamodules.charlm import IGNORE_INDEX, StreamChunks  # noqa: E402
-from lightning_modules.charlm import CharRNN, detach_hidden  # noqa: E402
+from datamodules.charlm import StreamChunks  # noqa: E402
+from lightning_modules.charlm import CharRNN  # noqa: E402
 
 
 def main() -> None:
@@ -48,13 +47,7 @@ def main() -> None:
         if time.perf_counter() - started > args.seconds:
             break
         steps += 1
-        logits, hidden = net(batch.inputs, None if batch.reset else hidden)
-        hidden = detach_hidden(hidden)
-        loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        optimizer.step()
+        _, hidden = plain_step(net, optimizer, batch, hidden, grad_clip=1.0)
     print(f"2 x {args.hidden} {cfg.model.cell}, trained {steps} steps; time_step {cfg.time_step}")
     for streams in (64, 16, 4, 1):
         started = time.perf_counter()

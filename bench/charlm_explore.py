@@ -32,7 +32,26 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
 from helpers import compose_config  # noqa: E402
 
 from datamodules.charlm import IGNORE_INDEX, CharBatch, CharTextDataModule  # noqa: E402
-from lightning_modules.charlm import CharRNN, detach_hidden  # noqa: E402
+from lightning_modules.charlm import CharRNN, Hidden, cosine_rate, detach_hidden  # noqa: E402
+
+
+def plain_step(
+    net: CharRNN,
+    optimizer: torch.optim.Optimizer,
+    batch: CharBatch,
+    hidden: Hidden | None,
+    grad_clip: float | None,
+) -> tuple[torch.Tensor, Hidden]:
+    """One hand-written training step as the module takes it: state carried and detached, clipping.
+    Returns the loss and the state for the next chunk."""
+    logits, hidden = net(batch.inputs, None if batch.reset else hidden)
+    loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    optimizer.step()
+    return loss, detach_hidden(hidden)
 
 
 @torch.no_grad()
@@ -90,19 +109,9 @@ def main() -> None:
         for batch in datamodule.train_dataloader():
             if chars >= budget:
                 break
-            progress = chars / budget
             for group in optimizer.param_groups:
-                group["lr"] = hp.lr * (
-                    hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-                )
-            logits, hidden = net(batch.inputs, None if batch.reset else hidden)
-            hidden = detach_hidden(hidden)
-            loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if hp.grad_clip:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), hp.grad_clip)
-            optimizer.step()
+                group["lr"] = hp.lr * cosine_rate(chars / budget, hp.min_lr_ratio)
+            _, hidden = plain_step(net, optimizer, batch, hidden, hp.grad_clip)
             with torch.no_grad():
                 for decay, average in averages.items():
                     for kept, current in zip(average.parameters(), net.parameters()):

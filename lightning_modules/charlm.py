@@ -68,6 +68,11 @@ def detach_hidden(hidden: Hidden) -> Hidden:
     return hidden.detach()
 
 
+def cosine_rate(progress: float, floor: float) -> float:
+    """The share of the peak learning rate at `progress` (0 to 1) of a cosine that ends at `floor`."""
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def bits_per_character(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy in bits over the targets that are not padding."""
     nats = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
@@ -229,11 +234,9 @@ class CharLMModule(L.LightningModule):
             # max_steps): for a fixed budget, annealing to a small rate is worth more than any constant one.
             total = max(int(self.trainer.estimated_stepping_batches), 1)
 
-            def cosine(step: int) -> float:
-                progress = min(step / total, 1.0)
-                return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda step: cosine_rate(min(step / total, 1.0), hp.min_lr_ratio)
+            )
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         if hp.lr_decay >= 1.0:
             return optimizer
