@@ -18,7 +18,6 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from hw2lab.data_files import require
@@ -100,8 +99,72 @@ def glove_embedding(path: Path, itos: list[str], freeze: bool) -> nn.Embedding:
 LSTM_POOLINGS = ("last", "max", "mean")
 
 
+def reverse_within_lengths(sequences: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, T, D) with each row's first `lengths[b]` steps reversed and its padding left in place; applied
+    twice it gives the input back."""
+    steps = torch.arange(sequences.shape[1], device=sequences.device)[None, :]
+    last = lengths.to(sequences.device)[:, None] - 1
+    index = torch.where(steps <= last, last - steps, steps)
+    return sequences.gather(1, index[:, :, None].expand_as(sequences))
+
+
+class PaddedLSTM(nn.Module):
+    """A (bi)LSTM over right-padded batches in which each direction reads only the real tokens: the outputs
+    at real positions and the final states are those of a packed sequence, padding never enters them.
+
+    Why not `pack_padded_sequence`: on a CPU, PyTorch's packed LSTM differentiates each time step's slice of
+    the packed data into a zero tensor of the whole sequence's size, so its backward pass grows with the
+    square of the length (8x slower than this at 400 tokens, batch 32; `bench/news_lstm_speed.py`). Here
+    the forward direction runs on the padded batch as it is (padding comes after every real token) and the
+    backward direction on each row reversed within its length, so padding again comes last.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.hidden_size, self.num_layers, self.bidirectional = hidden_size, num_layers, bidirectional
+        directions = 2 if bidirectional else 1
+        widths = [input_size] + [hidden_size * directions] * (num_layers - 1)
+        self.forward_layers = nn.ModuleList(nn.LSTM(w, hidden_size, batch_first=True) for w in widths)
+        self.backward_layers = nn.ModuleList(
+            nn.LSTM(w, hidden_size, batch_first=True) for w in (widths if bidirectional else [])
+        )
+        self.between_layers = nn.Dropout(dropout)  # as nn.LSTM: on every layer's output but the last
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size * (2 if self.bidirectional else 1)
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs (B, T, D), lengths (B,) >= 1 -> (outputs (B, T, output_size), real only where t < length;
+        final states (B, output_size): the forward state after the last real token, the backward state
+        after the first)."""
+        lengths = lengths.to(inputs.device)
+        last = (lengths - 1)[:, None, None]
+        outputs = inputs
+        for layer in range(self.num_layers):
+            if layer:
+                outputs = self.between_layers(outputs)
+            forward_out, _ = self.forward_layers[layer](outputs)
+            finals = [forward_out.gather(1, last.expand(-1, 1, self.hidden_size)).squeeze(1)]
+            if self.bidirectional:
+                backward_reversed, _ = self.backward_layers[layer](reverse_within_lengths(outputs, lengths))
+                finals.append(backward_reversed.gather(1, last.expand(-1, 1, self.hidden_size)).squeeze(1))
+                backward_out = reverse_within_lengths(backward_reversed, lengths)
+                outputs = torch.cat([forward_out, backward_out], dim=-1)
+            else:
+                outputs = forward_out
+        return outputs, torch.cat(finals, dim=-1)
+
+
 class LSTMClassifier(nn.Module):
-    """Embedding -> (bi)LSTM over packed sequences -> pooled over time -> linear.
+    """Embedding -> (bi)LSTM over the real tokens -> pooled over time -> linear.
 
     `pooling`: `last` reads the final hidden state of each direction (what a headline needs); `max` and
     `mean` pool the top layer's outputs over every real token, which carries a 256-token article far
@@ -122,31 +185,22 @@ class LSTMClassifier(nn.Module):
         check(pooling in LSTM_POOLINGS, f"model.pooling must be one of {LSTM_POOLINGS}, got {pooling!r}")
         self.pooling = pooling
         self.embedding = embedding
-        self.lstm = nn.LSTM(
-            embedding.embedding_dim,
-            hidden_dim,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout if num_layers > 1 else 0.0,
-            batch_first=True,
-        )
+        self.lstm = PaddedLSTM(embedding.embedding_dim, hidden_dim, num_layers, bidirectional, dropout)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_dim * (2 if bidirectional else 1), num_classes)
+        self.head = nn.Linear(self.lstm.output_size, num_classes)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        embedded = self.dropout(self.embedding(ids))
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        outputs, (hidden, _) = self.lstm(packed)
+        lengths = lengths.clamp(min=1)
+        ids = ids[:, : int(lengths.max())]  # batches come padded to the split's longest text
+        states, finals = self.lstm(self.dropout(self.embedding(ids)), lengths)
         if self.pooling == "last":
-            directions = 2 if self.lstm.bidirectional else 1
-            pooled = hidden[-directions:].transpose(0, 1).flatten(1)  # (batch, directions * hidden)
+            pooled = finals
         else:
-            fill = float("-inf") if self.pooling == "max" else 0.0
-            states, _ = pad_packed_sequence(outputs, batch_first=True, padding_value=fill)
+            real = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None])[:, :, None]
             if self.pooling == "max":
-                pooled = states.max(dim=1).values
+                pooled = states.masked_fill(~real, float("-inf")).max(dim=1).values
             else:
-                pooled = states.sum(dim=1) / lengths.to(states.device).clamp(min=1)[:, None]
+                pooled = (states * real).sum(dim=1) / lengths[:, None].to(states.dtype)
         return self.head(self.dropout(pooled))
 
 
@@ -228,8 +282,8 @@ class TransformerClassifier(nn.Module):
         self.pooling = pooling
         width = encoder.config.hidden_size
         if pooling == "lstm":
-            self.lstm = nn.LSTM(width, lstm_hidden, batch_first=True, bidirectional=True)
-            width = 2 * lstm_hidden
+            self.lstm = PaddedLSTM(width, lstm_hidden, bidirectional=True)
+            width = self.lstm.output_size
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(width, num_classes)
 
@@ -246,10 +300,7 @@ class TransformerClassifier(nn.Module):
             mask = attention_mask.unsqueeze(-1).to(states.dtype)
             pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
         else:
-            lengths = attention_mask.sum(1).clamp(min=1)
-            packed = pack_padded_sequence(states, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            _, (hidden, _) = self.lstm(packed)
-            pooled = hidden[-2:].transpose(0, 1).flatten(1)
+            _, pooled = self.lstm(states, attention_mask.sum(1).clamp(min=1))
         return self.head(self.dropout(pooled)), out.attentions if output_attentions else None
 
 

@@ -28,6 +28,7 @@ from hw2lab.errors import HW2LabError
 from lightning_modules.news import (
     LSTMClassifier,
     NewsClassifier,
+    PaddedLSTM,
     TransformerClassifier,
     load_glove,
     resolve_pretrained,
@@ -207,8 +208,8 @@ def test_bad_input_is_one_clear_error(data_dir: Path, tmp_path: Path):
 
 @pytest.mark.parametrize("pooling", ["last", "max", "mean"])
 def test_lstm_pooling_ignores_padding(pooling: str):
-    """A text padded inside a batch must get the logits it gets alone: packing hides the padding from the
-    recurrence, and max/mean pool over the real tokens only."""
+    """A text padded inside a batch must get the logits it gets alone: the recurrence never reads the
+    padding, and max/mean pool over the real tokens only."""
     torch.manual_seed(0)
     net = LSTMClassifier(torch.nn.Embedding(20, 4, padding_idx=0), 5, hidden_dim=3, pooling=pooling).eval()
     short = torch.tensor([[5, 6, 7]])
@@ -218,6 +219,39 @@ def test_lstm_pooling_ignores_padding(pooling: str):
     torch.testing.assert_close(together[:1], alone)
     with pytest.raises(HW2LabError, match="model.pooling"):
         LSTMClassifier(torch.nn.Embedding(20, 4), 5, pooling="attention")
+
+
+@pytest.mark.parametrize("num_layers,bidirectional", [(1, True), (2, True), (2, False)])
+def test_padded_lstm_matches_a_packed_lstm(num_layers: int, bidirectional: bool):
+    """With the same weights, PaddedLSTM gives what torch's packed nn.LSTM gives (outputs at the real
+    positions, final states, and the gradients through both), so replacing packing changed no result."""
+    torch.manual_seed(0)
+    packed_lstm = torch.nn.LSTM(4, 3, num_layers, batch_first=True, bidirectional=bidirectional)
+    padded = PaddedLSTM(4, 3, num_layers, bidirectional)
+    for layer in range(num_layers):
+        for direction, stack in (("", padded.forward_layers), ("_reverse", padded.backward_layers)):
+            if direction and not bidirectional:
+                continue
+            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(stack[layer], f"{kind}_l0").data.copy_(
+                    getattr(packed_lstm, f"{kind}_l{layer}{direction}")
+                )
+    lengths = torch.tensor([5, 2, 4, 1])
+    inputs = torch.randn(4, 5, 4, requires_grad=True)
+    real = torch.arange(5)[None, :] < lengths[:, None]
+
+    outputs, finals = padded(inputs, lengths)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
+    reference, (hidden, _) = packed_lstm(packed)
+    reference, _ = torch.nn.utils.rnn.pad_packed_sequence(reference, batch_first=True)
+    directions = 2 if bidirectional else 1
+    torch.testing.assert_close(outputs[real], reference[real])
+    torch.testing.assert_close(finals, hidden[-directions:].transpose(0, 1).flatten(1))
+
+    (gradient,) = torch.autograd.grad((outputs[real] ** 2).sum() + finals.sum(), inputs)
+    (expected,) = torch.autograd.grad((reference[real] ** 2).sum() + hidden[-directions:].sum(), inputs)
+    torch.testing.assert_close(gradient, expected)
+    assert gradient[~real].abs().max() == 0  # padding never reaches a real output
 
 
 def test_lr_schedule_is_a_choice():
