@@ -6,12 +6,18 @@ in one process. Accuracy is reported per split next to the baseline's, with the 
 
     HW2LAB_DATA_DIR=../shared/data python bench/news.py --text title --models lstm,bag,transformer
     HW2LAB_DATA_DIR=../shared/data python bench/news.py --text full --models lstm,bag --epochs lstm=10
+    HW2LAB_DATA_DIR=../shared/data python bench/news.py --text full --models lstm --epochs lstm=12 --folds 7 --override experiment=news_lstm_full
+
+With `--folds K` every model trains K times, once per fold of a grouped, stratified K-fold split (the fold is
+the test split, the other folds are split into train and validation), and the pooled accuracy of the K test
+folds, every article tested once, is reported next to the baseline's on the same folds.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 import tempfile
 import time
 import warnings
@@ -61,36 +67,29 @@ def tfidf_baseline(datamodule, cross_validate: bool = True) -> dict[str, float]:
     return scores
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--text", default="title", choices=["title", "body", "full"])
-    parser.add_argument("--models", default="lstm,bag,transformer")
-    parser.add_argument("--epochs", nargs="*", default=[], help="per model, e.g. lstm=10 transformer=3")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument(
-        "--no-cv", action="store_true", help="skip the baseline's 5-fold CV (slow on full text)"
-    )
-    parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every model")
-    args = parser.parse_args()
-    epochs = {**DEFAULT_EPOCHS, **{k: int(v) for k, v in (e.split("=") for e in args.epochs)}}
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore")
+def model_overrides(name: str, args: argparse.Namespace, epochs: dict[str, int]) -> list[str]:
+    return [
+        f"model={name}",
+        f"text={args.text}",
+        f"seed={args.seed}",
+        f"trainer.max_epochs={epochs[name]}",
+        *args.override,
+    ]
 
+
+def goal_verdict(text: str, name: str, accuracy: float) -> tuple[str, str]:
+    goal = GOALS.get(text, {}).get(name)
+    if goal is None:
+        return "-", "-"
+    return str(goal), "yes" if accuracy >= goal else f"no ({accuracy - goal:+.3f})"
+
+
+def single_split(args: argparse.Namespace, epochs: dict[str, int]) -> None:
     rows = []
     baseline = None
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
-            overrides = [
-                f"model={name}",
-                f"text={args.text}",
-                f"seed={args.seed}",
-                f"trainer.max_epochs={epochs[name]}",
-                *args.override,
-            ]
-            cfg = compose_news(overrides, Path(tmp) / name)
+            cfg = compose_news(model_overrides(name, args, epochs), Path(tmp) / name)
             if baseline is None:
                 started = time.perf_counter()
                 baseline = tfidf_baseline(build(cfg.data), cross_validate=not args.no_cv)
@@ -113,13 +112,103 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, n_epochs, metrics, seconds in rows:
         test = metrics.get("test/acc", float("nan"))
-        goal = GOALS.get(args.text, {}).get(name)
-        met = "" if goal is None else ("yes" if test >= goal else f"no ({test - goal:+.3f})")
+        goal, met = goal_verdict(args.text, name, test)
         print(
             f"| {name} | {n_epochs} | {metrics.get('val/acc', float('nan')):.4f} | {test:.4f} | "
             f"{metrics.get('test/f1', float('nan')):.4f} | {baseline['test']:.4f} | {test - baseline['test']:+.4f} | "
-            f"{goal if goal is not None else '-'} | {met or '-'} | {seconds:.0f} |"
+            f"{goal} | {met} | {seconds:.0f} |"
         )
+
+
+def cross_validation(args: argparse.Namespace, epochs: dict[str, int]) -> None:
+    """Every model on each of the K folds (test = that fold), the baseline on the same folds; the K test
+    folds hold every article once, so their pooled accuracy is the whole set's."""
+    folds = args.folds
+    rows: dict[str, list[tuple[int, dict, float, int, dict]]] = {}
+    baselines: dict[int, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            for fold in range(folds):
+                workdir = Path(tmp) / f"{name}_{fold}"
+                cfg = compose_news(
+                    [*model_overrides(name, args, epochs), f"data.folds={folds}", f"data.fold={fold}"],
+                    workdir,
+                )
+                if fold not in baselines:
+                    datamodule = build(cfg.data)
+                    baselines[fold] = tfidf_baseline(datamodule, cross_validate=False)
+                    baselines[fold]["size"] = len(datamodule.labels("test"))
+                started = time.perf_counter()
+                metrics = fit_and_test(cfg, workdir)["metrics"]
+                rows.setdefault(name, []).append(
+                    (fold, metrics, time.perf_counter() - started, baselines[fold]["size"], baselines[fold])
+                )
+                print(
+                    f"{name} fold {fold}: test acc {metrics.get('test/acc', float('nan')):.4f}, "
+                    f"baseline {baselines[fold]['test']:.4f}",
+                    flush=True,
+                )
+
+    print(
+        f"\nnews bench: text={args.text}, {folds}-fold cross-validation (grouped, stratified, seeded "
+        f"{args.seed}; each fold the test split once, the others train/val at 70:15)"
+    )
+    print(
+        "| model | fold | epochs | val acc (last epoch) | test acc (best val ckpt) | test articles | baseline test acc | test - baseline | wall s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, runs in rows.items():
+        for fold, metrics, seconds, size, baseline in runs:
+            test = metrics.get("test/acc", float("nan"))
+            print(
+                f"| {name} | {fold} | {epochs[name]} | {metrics.get('val/acc', float('nan')):.4f} | {test:.4f} | "
+                f"{size} | {baseline['test']:.4f} | {test - baseline['test']:+.4f} | {seconds:.0f} |"
+            )
+    print(
+        "\n| model | pooled test acc | mean (sd) over folds | articles | baseline pooled | model - baseline | goal | met |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, runs in rows.items():
+        accuracies = [metrics.get("test/acc", float("nan")) for _, metrics, _, _, _ in runs]
+        sizes = [size for *_, size, _ in runs]
+        total = sum(sizes)
+        pooled = sum(a * n for a, n in zip(accuracies, sizes)) / total
+        base = sum(baseline["test"] * size for *_, size, baseline in runs) / total
+        goal, met = goal_verdict(args.text, name, pooled)
+        print(
+            f"| {name} | {pooled:.4f} | {statistics.mean(accuracies):.4f} ({statistics.stdev(accuracies):.4f}) | "
+            f"{total} | {base:.4f} | {pooled - base:+.4f} | {goal} | {met} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--text", default="title", choices=["title", "body", "full"])
+    parser.add_argument("--models", default="lstm,bag,transformer")
+    parser.add_argument("--epochs", nargs="*", default=[], help="per model, e.g. lstm=10 transformer=3")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--no-cv", action="store_true", help="skip the baseline's 5-fold CV (slow on full text)"
+    )
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        help="K >= 2: train and test each model on every fold of a grouped, stratified K-fold split "
+        "(data.folds=K, data.fold=0..K-1) and pool the K test folds: every article is tested once",
+    )
+    parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every model")
+    args = parser.parse_args()
+    epochs = {**DEFAULT_EPOCHS, **{k: int(v) for k, v in (e.split("=") for e in args.epochs)}}
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    if args.folds:
+        cross_validation(args, epochs)
+    else:
+        single_split(args, epochs)
 
 
 if __name__ == "__main__":

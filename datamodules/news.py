@@ -138,7 +138,9 @@ def grouped_stratified_split(
 ) -> list[list[int]]:
     """Seeded split of article indices into len(ratios) parts, stratified by label, whole groups at a time
     (duplicates never straddle two splits). Each group goes with its first article's label."""
-    check(len(ratios) == 3 and all(r >= 0 for r in ratios), f"split must be 3 ratios >= 0, got {ratios}")
+    check(
+        len(ratios) >= 2 and all(r >= 0 for r in ratios), f"split must be 2 or more ratios >= 0, got {ratios}"
+    )
     check(abs(sum(ratios) - 1) < 1e-6, f"split ratios must sum to 1, got {ratios}")
     members: dict[int, list[int]] = {}
     for index, group in enumerate(groups):
@@ -160,6 +162,22 @@ def grouped_stratified_split(
             parts[part].extend(members[group])
             taken += len(members[group])
     return [sorted(part) for part in parts]
+
+
+def grouped_fold_split(
+    labels: list[str], groups: list[int], folds: int, fold: int, train_val: list[float], seed: int
+) -> list[list[int]]:
+    """(train, val, test) article indices for fold `fold` of a grouped, stratified `folds`-fold split: the
+    test part is that fold, and the other folds are split into train and val at the ratio `train_val`.
+    With one seed the folds are disjoint and cover every article, so their test scores pool into a
+    cross-validated score of the whole set."""
+    parts = grouped_stratified_split(labels, groups, [1 / folds] * folds, seed)
+    rest = sorted(i for k, part in enumerate(parts) if k != fold for i in part)
+    share = train_val[0] / sum(train_val)
+    inner = grouped_stratified_split(
+        [labels[i] for i in rest], [groups[i] for i in rest], [share, 1 - share], seed
+    )
+    return [[rest[i] for i in part] for part in inner] + [parts[fold]]
 
 
 # ---------------------------------------------------------------------------------------------- text pipeline
@@ -300,6 +318,8 @@ class NewsDataModule(L.LightningDataModule):
         add_embedding_words: bool = False,
         batch_size: int = 32,
         split: tuple[float, float, float] = (0.7, 0.15, 0.15),
+        folds: int | None = None,
+        fold: int = 0,
         seed: int = 42,
         download: bool = False,
     ) -> None:
@@ -319,6 +339,15 @@ class NewsDataModule(L.LightningDataModule):
             f"data.window_overlap must be in [0, max_length / 2), got {window_overlap}",
         )
         check(max_windows is None or max_windows >= 1, f"data.max_windows must be >= 1, got {max_windows}")
+        check(
+            len(split) == 3 and all(r >= 0 for r in split) and split[0] > 0,
+            f"data.split must be 3 ratios >= 0 (train > 0), got {list(split)}",
+        )
+        check(folds is None or folds >= 2, f"data.folds must be null or >= 2, got {folds}")
+        check(
+            folds is None or 0 <= fold < folds,
+            f"data.fold must be in [0, data.folds) = [0, {folds}), got {fold}",
+        )
         self.data_dir, self.path, self.text = data_dir, path, text
         self.pipeline = TextPipeline(tokenizer, remove_stop_words)
         self.tokenizer = tokenizer
@@ -327,6 +356,7 @@ class NewsDataModule(L.LightningDataModule):
         self.windows, self.window_overlap, self.max_windows = windows, window_overlap, max_windows
         self.embedding_file, self.add_embedding_words = embedding_file, add_embedding_words
         self.batch_size, self.split, self.seed, self.download = batch_size, list(split), seed, download
+        self.folds, self.fold = folds, fold
         self.classes: list[str] = []
         self.vocab: Vocabulary | None = None
         self.hf_tokenizer = None
@@ -366,18 +396,24 @@ class NewsDataModule(L.LightningDataModule):
         self.classes = sorted({a.category for a in articles})
         check(len(self.classes) >= 2, f"{source}: need at least 2 categories, found {self.classes}")
         groups = group_duplicates([(a.text("full"), "input:" + a.text(self.text).lower()) for a in articles])
-        parts = grouped_stratified_split([a.category for a in articles], groups, self.split, self.seed)
+        labels = [a.category for a in articles]
+        if self.folds:
+            parts = grouped_fold_split(labels, groups, self.folds, self.fold, self.split[:2], self.seed)
+            how = f"test = fold {self.fold} of {self.folds}, the rest train/val at {self.split[:2]}"
+        else:
+            parts = grouped_stratified_split(labels, groups, self.split, self.seed)
+            how = f"ratios {self.split}"
         self.articles = {name: [articles[i] for i in part] for name, part in zip(SPLITS, parts)}
-        check(bool(self.articles["train"]), f"no training articles after the split {self.split}")
+        check(bool(self.articles["train"]), f"no training articles after the split ({how})")
         log.info(
             "news: %d articles, %d classes %s, %d groups (articles with the same text or input kept in one split); "
-            "train/val/test = %d/%d/%d (ratios %s, seed %d, stratified)",
+            "train/val/test = %d/%d/%d (%s, seed %d, stratified)",
             len(articles),
             len(self.classes),
             self.classes,
             len(set(groups)),
             *(len(self.articles[s]) for s in SPLITS),
-            self.split,
+            how,
             self.seed,
         )
         if self.tokenizer_name:

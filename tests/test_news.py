@@ -19,6 +19,7 @@ from datamodules.news import (
     TextPipeline,
     Vocabulary,
     group_duplicates,
+    grouped_fold_split,
     grouped_stratified_split,
     load_hf_tokenizer,
     make_tokenizer,
@@ -149,6 +150,35 @@ def test_split_is_stratified_seeded_and_keeps_duplicates_together():
     assert where[18] == where[0] and where[19] == where[1]
     for part, ratio in zip(parts, [0.6, 0.2, 0.2]):
         assert abs(sum(labels[i] == "b" for i in part) - 10 * ratio) <= 1.5
+
+
+def test_folds_test_every_article_once_and_keep_duplicates_together():
+    labels = ["a"] * 40 + ["b"] * 20
+    groups = group_duplicates([(f"text{i % 55}",) for i in range(60)])  # 55..59 duplicate 0..4
+    splits = [grouped_fold_split(labels, groups, 5, k, [0.7, 0.15], seed=1) for k in range(5)]
+    tested = sorted(i for _, _, test in splits for i in test)
+    assert tested == list(range(60))  # the test folds are disjoint and cover every article
+    for train, val, test in splits:
+        assert sorted(train + val + test) == list(range(60))
+        part_of_group: dict[int, set[int]] = {}
+        for number, part in enumerate((train, val, test)):
+            for i in part:
+                part_of_group.setdefault(groups[i], set()).add(number)
+        assert all(len(parts) == 1 for parts in part_of_group.values())  # no duplicate straddles two
+        assert abs(len(val) / (len(train) + len(val)) - 0.15 / 0.85) < 0.05
+        assert abs(sum(labels[i] == "b" for i in test) - 4) <= 1.5  # stratified: a fifth of the b's
+
+
+def test_datamodule_folds(data_dir: Path):
+    sizes = []
+    for fold in range(3):
+        datamodule = make_datamodule(data_dir, folds=3, fold=fold)
+        datamodule.setup()
+        sizes.append(len(datamodule.ids("test")))
+        assert not set(datamodule.ids("test")) & set(datamodule.ids("train") + datamodule.ids("val"))
+    assert sum(sizes) == len(read_articles(data_dir / "bbc_news" / "bbc"))
+    with pytest.raises(HW2LabError, match=r"data.fold must be in \[0, data.folds\)"):
+        make_datamodule(data_dir, folds=3, fold=3)
 
 
 def test_vocabulary_comes_from_the_training_split_only(data_dir: Path):
