@@ -91,6 +91,7 @@ def single_split(args: argparse.Namespace, epochs: dict[str, int]) -> None:
         for name in args.models.split(","):
             cfg = compose_news(model_overrides(name, args, epochs), Path(tmp) / name)
             if baseline is None:
+                seeds = f"split seeded {cfg.data.seed}, model seed {cfg.seed}"
                 started = time.perf_counter()
                 baseline = tfidf_baseline(build(cfg.data), cross_validate=not args.no_cv)
                 baseline["seconds"] = time.perf_counter() - started
@@ -99,9 +100,7 @@ def single_split(args: argparse.Namespace, epochs: dict[str, int]) -> None:
             metrics = result["metrics"]
             rows.append((name, epochs[name], metrics, time.perf_counter() - started))
 
-    print(
-        f"\nnews bench: text={args.text}, split 70/15/15 (stratified, seeded {args.seed}, duplicates grouped)"
-    )
+    print(f"\nnews bench: text={args.text}, split 70/15/15 (stratified, {seeds}, duplicates grouped)")
     print(
         f"baseline TF-IDF(1-2-gram)+LogReg on the same split: val {baseline['val']:.4f}  test {baseline['test']:.4f}"
         f"  (5-fold CV on all articles, ungrouped: {baseline['cv5']:.4f}; {baseline['seconds']:.1f}s)"
@@ -134,6 +133,8 @@ def cross_validation(args: argparse.Namespace, epochs: dict[str, int]) -> None:
                     [*model_overrides(name, args, epochs), f"data.folds={folds}", f"data.fold={fold}"],
                     workdir,
                 )
+                seeds = f"folds seeded {cfg.data.seed}, model seed {cfg.seed}"
+                train_val = ":".join(f"{share:g}" for share in cfg.data.split[:2])
                 if fold not in baselines:
                     datamodule = build(cfg.data)
                     baselines[fold] = tfidf_baseline(datamodule, cross_validate=False)
@@ -150,8 +151,8 @@ def cross_validation(args: argparse.Namespace, epochs: dict[str, int]) -> None:
                 )
 
     print(
-        f"\nnews bench: text={args.text}, {folds}-fold cross-validation (grouped, stratified, seeded "
-        f"{args.seed}; each fold the test split once, the others train/val at 70:15)"
+        f"\nnews bench: text={args.text}, {folds}-fold cross-validation (grouped, stratified, {seeds}; "
+        f"each fold the test split once, the others train:val at {train_val})"
     )
     print(
         "| model | fold | epochs | val acc (last epoch) | test acc (best val ckpt) | test articles | baseline test acc | test - baseline | wall s |"

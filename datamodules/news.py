@@ -252,7 +252,7 @@ def embedding_file_words(path: Path) -> list[str]:
 
 def pad_ids(sequences: list[list[int]], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Truncate to max_length, pad with 0 to the longest kept sequence; lengths are at least 1 (an empty
-    text becomes one <pad>) so packed LSTMs accept every row."""
+    text becomes one <pad>) so every row has a last real token for the LSTM to read."""
     width = max(1, min(max_length, max((len(s) for s in sequences), default=1)))
     ids = torch.zeros(len(sequences), width, dtype=torch.long)
     lengths = torch.ones(len(sequences), dtype=torch.long)
