@@ -114,9 +114,10 @@ class PaddedLSTM(nn.Module):
 
     Why not `pack_padded_sequence`: on a CPU, PyTorch's packed LSTM differentiates each time step's slice of
     the packed data into a zero tensor of the whole sequence's size, so its backward pass grows with the
-    square of the length (8x slower than this at 400 tokens, batch 32; `bench/news_lstm_speed.py`). Here
-    the forward direction runs on the padded batch as it is (padding comes after every real token) and the
-    backward direction on each row reversed within its length, so padding again comes last.
+    square of the length (6x slower than this on the real 400-token articles, batch 32;
+    `bench/news_lstm_speed.py`). Here the forward direction runs on the padded batch as it is (padding
+    comes after every real token) and the backward direction on each row reversed within its length, so
+    padding again comes last.
     """
 
     def __init__(
