@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import statistics
 import tempfile
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -119,36 +121,68 @@ def single_split(args: argparse.Namespace, epochs: dict[str, int]) -> None:
         )
 
 
+def quiet() -> None:
+    """Bench output only: no per-epoch chatter from Lightning (also run in each --jobs worker)."""
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+
+
+def train_fold(overrides: list[str], workdir: str) -> tuple[dict[str, float], float]:
+    """(test metrics, seconds) of one fold's run; module-level so that a --jobs worker process can run it."""
+    cfg = compose_news(overrides, Path(workdir))
+    started = time.perf_counter()
+    metrics = fit_and_test(cfg, Path(workdir))["metrics"]
+    return {key: float(value) for key, value in metrics.items()}, time.perf_counter() - started
+
+
 def cross_validation(args: argparse.Namespace, epochs: dict[str, int]) -> None:
     """Every model on each of the K folds (test = that fold), the baseline on the same folds; the K test
-    folds hold every article once, so their pooled accuracy is the whole set's."""
+    folds hold every article once, so their pooled accuracy is the whole set's. With --jobs N, N folds train
+    at once, each in a process of its own (torch threads per process: OMP_NUM_THREADS)."""
     folds = args.folds
     rows: dict[str, list[tuple[int, dict, float, int, dict]]] = {}
     baselines: dict[int, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        runs = []
         for name in args.models.split(","):
             for fold in range(folds):
-                workdir = Path(tmp) / f"{name}_{fold}"
-                cfg = compose_news(
-                    [*model_overrides(name, args, epochs), f"data.folds={folds}", f"data.fold={fold}"],
-                    workdir,
-                )
+                overrides = [*model_overrides(name, args, epochs), f"data.folds={folds}", f"data.fold={fold}"]
+                workdir = str(Path(tmp) / f"{name}_{fold}")
+                cfg = compose_news(overrides, Path(workdir))
                 seeds = f"folds seeded {cfg.data.seed}, model seed {cfg.seed}"
                 train_val = ":".join(f"{share:g}" for share in cfg.data.split[:2])
                 if fold not in baselines:
                     datamodule = build(cfg.data)
                     baselines[fold] = tfidf_baseline(datamodule, cross_validate=False)
                     baselines[fold]["size"] = len(datamodule.labels("test"))
-                started = time.perf_counter()
-                metrics = fit_and_test(cfg, workdir)["metrics"]
-                rows.setdefault(name, []).append(
-                    (fold, metrics, time.perf_counter() - started, baselines[fold]["size"], baselines[fold])
-                )
-                print(
-                    f"{name} fold {fold}: test acc {metrics.get('test/acc', float('nan')):.4f}, "
-                    f"baseline {baselines[fold]['test']:.4f}",
-                    flush=True,
-                )
+                runs.append((name, fold, overrides, workdir))
+
+        def record(name: str, fold: int, metrics: dict, seconds: float) -> None:
+            baseline = baselines[fold]
+            rows.setdefault(name, []).append((fold, metrics, seconds, baseline["size"], baseline))
+            print(
+                f"{name} fold {fold}: test acc {metrics.get('test/acc', float('nan')):.4f}, "
+                f"baseline {baseline['test']:.4f}",
+                flush=True,
+            )
+
+        if args.jobs > 1:
+            spawn = multiprocessing.get_context(
+                "spawn"
+            )  # a fresh interpreter per worker: no forked torch state
+            with ProcessPoolExecutor(args.jobs, mp_context=spawn, initializer=quiet) as pool:
+                futures = {
+                    pool.submit(train_fold, overrides, workdir): (name, fold)
+                    for name, fold, overrides, workdir in runs
+                }
+                for future in as_completed(futures):
+                    record(*futures[future], *future.result())
+        else:
+            for name, fold, overrides, workdir in runs:
+                record(name, fold, *train_fold(overrides, workdir))
+        for runs_of_model in rows.values():
+            runs_of_model.sort(key=lambda run: run[0])
 
     print(
         f"\nnews bench: text={args.text}, {folds}-fold cross-validation (grouped, stratified, {seeds}; "
@@ -200,12 +234,13 @@ def main() -> None:
         help="K >= 2: train and test each model on every fold of a grouped, stratified K-fold split "
         "(data.folds=K, data.fold=0..K-1) and pool the K test folds: every article is tested once",
     )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="with --folds: train this many folds at once, a process each"
+    )
     parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every model")
     args = parser.parse_args()
     epochs = {**DEFAULT_EPOCHS, **{k: int(v) for k, v in (e.split("=") for e in args.epochs)}}
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore")
+    quiet()
     if args.folds:
         cross_validation(args, epochs)
     else:
