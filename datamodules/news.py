@@ -343,9 +343,12 @@ class NewsDataModule(L.LightningDataModule):
             len(split) == 3 and all(r >= 0 for r in split) and split[0] > 0,
             f"data.split must be 3 ratios >= 0 (train > 0), got {list(split)}",
         )
-        check(folds is None or folds >= 2, f"data.folds must be null or >= 2, got {folds}")
         check(
-            folds is None or 0 <= fold < folds,
+            folds is None or (isinstance(folds, int) and folds >= 2),
+            f"data.folds must be null or an integer >= 2, got {folds!r}",
+        )
+        check(
+            folds is None or (isinstance(fold, int) and 0 <= fold < folds),
             f"data.fold must be in [0, data.folds) = [0, {folds}), got {fold}",
         )
         self.data_dir, self.path, self.text = data_dir, path, text

@@ -179,6 +179,8 @@ def test_datamodule_folds(data_dir: Path):
     assert sum(sizes) == len(read_articles(data_dir / "bbc_news" / "bbc"))
     with pytest.raises(HW2LabError, match=r"data.fold must be in \[0, data.folds\)"):
         make_datamodule(data_dir, folds=3, fold=3)
+    with pytest.raises(HW2LabError, match="data.folds must be null or an integer >= 2, got 'seven'"):
+        make_datamodule(data_dir, folds="seven", fold=0)
 
 
 def test_vocabulary_comes_from_the_training_split_only(data_dir: Path):
