@@ -11,6 +11,10 @@ in one process. Accuracy is reported per split next to the baseline's, with the 
 With `--folds K` every model trains K times, once per fold of a grouped, stratified K-fold split (the fold is
 the test split, the other folds are split into train and validation), and the pooled accuracy of the K test
 folds, every article tested once, is reported next to the baseline's on the same folds.
+`--jobs N` trains N folds at once, each in a process of its own with OMP_NUM_THREADS torch threads (the
+results are the same as one fold at a time):
+
+    HW2LAB_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python bench/news.py --text full --models transformer --folds 7 --jobs 2 --override experiment=news_transformer_full
 """
 
 from __future__ import annotations
@@ -168,9 +172,8 @@ def cross_validation(args: argparse.Namespace, epochs: dict[str, int]) -> None:
             )
 
         if args.jobs > 1:
-            spawn = multiprocessing.get_context(
-                "spawn"
-            )  # a fresh interpreter per worker: no forked torch state
+            # A fresh interpreter per worker: no torch threads or state inherited through fork.
+            spawn = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(args.jobs, mp_context=spawn, initializer=quiet) as pool:
                 futures = {
                     pool.submit(train_fold, overrides, workdir): (name, fold)
