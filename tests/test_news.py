@@ -490,3 +490,21 @@ def test_real_bbc_news(real_data_dir: Path):
     vectors, found = load_glove(glove, datamodule.vocab.itos[:500])
     assert vectors.shape == (500, 50) and found[2:].float().mean() > 0.9
     assert json.dumps(datamodule.ids("test")[:2])
+
+
+@pytest.mark.parametrize(
+    ("preset", "architecture", "max_length"),
+    [
+        ("news_lstm_full", "lstm", 400),
+        ("news_lstm_glove", "lstm", None),
+        ("news_transformer_full", "transformer", 128),
+        ("news_transformer_lstm_head", "transformer", None),
+    ],
+)
+def test_news_presets_compose(tmp_path: Path, preset: str, architecture: str, max_length: int | None):
+    """The measured recipes in docs/news.md are presets: each composes into the model and text it names."""
+    cfg = compose_config([f"experiment={preset}"], tmp_path)
+    assert cfg.model.architecture == architecture
+    assert cfg.data.text == cfg.text
+    if max_length is not None:
+        assert (cfg.text, cfg.data.max_length) == ("full", max_length)
