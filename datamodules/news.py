@@ -365,6 +365,7 @@ class NewsDataModule(L.LightningDataModule):
         self.hf_tokenizer = None
         self.articles: dict[str, list[Article]] = {}
         self.tensors: dict[str, tuple[torch.Tensor, ...]] = {}
+        self.run_notes: dict[str, dict[str, int]] = {}
 
     @property
     def num_classes(self) -> int:
@@ -408,6 +409,8 @@ class NewsDataModule(L.LightningDataModule):
             how = f"ratios {self.split}"
         self.articles = {name: [articles[i] for i in part] for name, part in zip(SPLITS, parts)}
         check(bool(self.articles["train"]), f"no training articles after the split ({how})")
+        # In metrics.json: a sweep over data.fold pools its folds' test accuracy with these sizes.
+        self.run_notes = {"split_sizes": {name: len(self.articles[name]) for name in SPLITS}}
         log.info(
             "news: %d articles, %d classes %s, %d groups (articles with the same text or input kept in one split); "
             "train/val/test = %d/%d/%d (%s, seed %d, stratified)",

@@ -2,6 +2,7 @@
 
 Runs as a Hydra callback after every job of a multirun has finished, whatever the launcher. Each job left
 its metrics.json (also when it failed), so the summary is read from disk, not from the launcher.
+A sweep over `data.fold` (K-fold cross-validation) also gets each configuration's figures across its folds.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ class JobRecord:
     overrides: list[str]
     metrics: dict[str, float] = field(default_factory=dict)
     hparams: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     label: str = ""
 
@@ -53,6 +56,7 @@ def collect_jobs(sweep_dir: Path) -> list[JobRecord]:
                 overrides=list(data.get("overrides", [])),
                 metrics=data.get("metrics", {}),
                 hparams=data.get("hparams", {}),
+                notes=data.get("notes", {}),
                 error=data.get("error", ""),
             )
         )
@@ -102,6 +106,7 @@ def write_summary(jobs: list[JobRecord], sweep_dir: Path) -> tuple[Path, Path]:
             study.read_text().strip(),
             "```",
         ]
+    lines += cross_validation_lines(jobs)
     failed = [job for job in jobs if not job.ok]
     if failed:
         lines += ["", "## Failed jobs", ""] + [
@@ -109,6 +114,67 @@ def write_summary(jobs: list[JobRecord], sweep_dir: Path) -> tuple[Path, Path]:
         ]
     md_path.write_text("\n".join(lines) + "\n")
     return csv_path, md_path
+
+
+FOLD_KEY = "data.fold"
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def cross_validation_groups(jobs: list[JobRecord]) -> dict[tuple[str, ...], list[JobRecord]]:
+    """Finished jobs that differ only in `data.fold=k`, keyed by their other overrides (>= 2 folds each)."""
+    groups: dict[tuple[str, ...], list[JobRecord]] = {}
+    for job in jobs:
+        if job.ok and any(_override_key(o) == FOLD_KEY for o in job.overrides):
+            rest = tuple(o for o in job.overrides if _override_key(o) != FOLD_KEY)
+            groups.setdefault(rest, []).append(job)
+    return {rest: members for rest, members in groups.items() if len(members) >= 2}
+
+
+def cross_validation_lines(jobs: list[JobRecord]) -> list[str]:
+    """summary.md's section for K-fold sweeps: per configuration the mean (sd) of each metric over its folds,
+    and the pooled test accuracy (every test example once) where the jobs noted their test-split sizes."""
+    groups = cross_validation_groups(jobs)
+    if not groups:
+        return []
+    shared = set.intersection(*(set(rest) for rest in groups))
+    names = {key for members in groups.values() for job in members for key in job.metrics}
+    keys = sorted((key for key in names if key.startswith(("test/", "val/"))), key=_metric_order)
+    header = ["configuration", "folds", "test examples", "test/acc pooled", *(f"{k} mean (sd)" for k in keys)]
+    lines = [
+        "",
+        "## Cross-validation: each configuration over its folds",
+        "",
+        "Jobs that differ only in `data.fold`. The pooled accuracy counts every test example of the folds once "
+        "(folds of one `data.folds` split are disjoint); mean (sd) is over the folds.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for rest, members in groups.items():
+        label = " ".join(o for o in rest if o not in shared) or "all jobs"
+        planned = members[0].hparams.get("data.folds")
+        folds = f"{len(members)} of {planned}" if planned else str(len(members))
+        sizes = [job.notes.get("split_sizes", {}).get("test") for job in members]
+        accuracies = [job.metrics.get("test/acc") for job in members]
+        total, pooled = "", ""
+        if all(isinstance(n, int) and n > 0 for n in sizes):
+            total = str(sum(sizes))
+            if all(_is_number(a) for a in accuracies):
+                pooled = f"{sum(a * n for a, n in zip(accuracies, sizes)) / sum(sizes):.4f}"
+        cells = [f"`{label}`", folds, total, pooled]
+        for key in keys:
+            values = [job.metrics[key] for job in members if _is_number(job.metrics.get(key))]
+            spread = f" ({statistics.stdev(values):.4f})" if len(values) >= 2 else ""
+            cells.append(f"{statistics.mean(values):.4f}{spread}" if values else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _metric_order(key: str) -> tuple[int, str]:

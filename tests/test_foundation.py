@@ -13,7 +13,7 @@ from helpers import compose_config
 from datamodules.tensor_batches import TensorBatches
 from hw2lab.data_files import require
 from hw2lab.errors import HW2LabError
-from hw2lab.sweep import collect_jobs, write_summary
+from hw2lab.sweep import collect_jobs, cross_validation_groups, write_summary
 
 
 def test_require_names_file_place_and_remedy(tmp_path):
@@ -84,6 +84,43 @@ def test_summary_lists_every_job_with_status_and_labels(tmp_path):
     text = md_path.read_text()
     assert "1 of 2 jobs finished" in text and "something broke" in text
     assert csv_path.read_text().splitlines()[0] == "job,status,overrides,test/loss,error"
+
+
+def test_summary_pools_a_fold_sweep_per_configuration(tmp_path):
+    """Jobs that differ only in data.fold are one configuration: the pooled test accuracy weights each fold
+    by its test-split size; a failed fold is left out and the count of folds says so."""
+    runs = [  # (seed, fold, test/acc, test articles, status)
+        (1, 0, 0.9, 10, "ok"),
+        (1, 1, 0.6, 20, "ok"),
+        (1, 2, 0.8, 30, "ok"),
+        (2, 0, 0.5, 10, "ok"),
+        (2, 1, 1.0, 20, "ok"),
+        (2, 2, 0.0, 30, "failed"),
+    ]
+    for number, (seed, fold, accuracy, size, status) in enumerate(runs):
+        job = tmp_path / str(number)
+        job.mkdir()
+        payload = {
+            "status": status,
+            "overrides": ["task=news", "data.folds=3", f"seed={seed}", f"data.fold={fold}"],
+            "hparams": {"data.folds": 3},
+            "metrics": {"test/acc": accuracy} if status == "ok" else {},
+            "notes": {"split_sizes": {"train": 100, "val": 20, "test": size}},
+        }
+        (job / "metrics.json").write_text(json.dumps(payload))
+    groups = cross_validation_groups(collect_jobs(tmp_path))
+    assert sorted(len(members) for members in groups.values()) == [2, 3]
+    _, md_path = write_summary(collect_jobs(tmp_path), tmp_path)
+    rows = {
+        line.split(" | ")[0]: line.split(" | ")
+        for line in md_path.read_text().splitlines()
+        if "`seed=" in line
+    }
+    seed1, seed2 = rows["| `seed=1`"], rows["| `seed=2`"]
+    pooled1 = (0.9 * 10 + 0.6 * 20 + 0.8 * 30) / 60
+    assert seed1[1:4] == ["3 of 3", "60", f"{pooled1:.4f}"]
+    assert seed2[1:4] == ["2 of 3", "30", f"{(0.5 * 10 + 1.0 * 20) / 30:.4f}"]
+    assert seed1[4].startswith(f"{(0.9 + 0.6 + 0.8) / 3:.4f} (")
 
 
 @pytest.mark.parametrize("preset", ["default", "cpu", "gpu", "debug"])

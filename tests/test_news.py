@@ -175,6 +175,10 @@ def test_datamodule_folds(data_dir: Path):
         datamodule = make_datamodule(data_dir, folds=3, fold=fold)
         datamodule.setup()
         sizes.append(len(datamodule.ids("test")))
+        # metrics.json carries the split sizes, so that a fold sweep's summary can pool the folds.
+        assert datamodule.run_notes["split_sizes"] == {
+            s: len(datamodule.ids(s)) for s in ("train", "val", "test")
+        }
         assert not set(datamodule.ids("test")) & set(datamodule.ids("train") + datamodule.ids("val"))
     assert sum(sizes) == len(read_articles(data_dir / "bbc_news" / "bbc"))
     with pytest.raises(HW2LabError, match=r"data.fold must be in \[0, data.folds\)"):
@@ -456,14 +460,26 @@ def test_the_real_pretrained_checkpoint_loads_offline():
 
 def test_sweep_end_to_end_and_a_one_line_error(cli, data_dir: Path, tmp_path: Path):
     common = ["task=news", "trainer=debug", "model.glove_file=glove/tiny.txt", "data.split=[0.5,0.25,0.25]"]
-    cli(["-m", *common, "model=lstm", "model.hidden_dim=8", "data.tokenizer=regexp,split"], data_dir=data_dir)
+    # The tokenizer comparison, each tokenizer under 2-fold cross-validation (4 jobs).
+    sweep_args = [
+        "model=lstm",
+        "model.hidden_dim=8",
+        "data.tokenizer=regexp,split",
+        "data.folds=2",
+        "data.fold=0,1",
+    ]
+    cli(["-m", *common, *sweep_args], data_dir=data_dir)
     sweep = tmp_path / "sweep"
-    for job in ("0", "1"):
+    for job in ("0", "1", "2", "3"):
         metrics = assert_run_outputs(sweep / job, ["learning_curves", "confusion_matrix"])
         assert {"test/acc", "test/f1", "val/acc", "train/loss"} <= set(metrics["metrics"])
         assert (sweep / job / "predictions.csv").read_text().startswith("id,category\n")
     summary = (sweep / "summary.md").read_text()
     assert "data.tokenizer=regexp" in summary and "data.tokenizer=split" in summary and "test/acc" in summary
+    # The folds of each tokenizer pooled: every article tested once.
+    articles = len(read_articles(data_dir / "bbc_news" / "bbc"))
+    pooled = [line for line in summary.splitlines() if line.startswith("| `data.tokenizer=")]
+    assert len(pooled) == 2 and all(line.split(" | ")[1:3] == ["2 of 2", str(articles)] for line in pooled)
     assert (sweep / "summary.csv").is_file() and (sweep / "comparison.png").stat().st_size > 1000
 
     # The one-line form end to end (the in-process tests cover the other bad inputs): an empty category
