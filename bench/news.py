@@ -20,9 +20,13 @@ same figures as one fold at a time, checked on 3 folds of the bag model):
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import multiprocessing
+import os
+import signal
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -132,6 +136,18 @@ def quiet() -> None:
     warnings.filterwarnings("ignore")
 
 
+def start_worker(parent_pid: int) -> None:
+    """A --jobs worker: bench output only, and it ends when the bench process ends, however that ends.
+    (Lightning handles SIGTERM inside each worker's fit, so a worker would otherwise train on after its
+    parent was killed.) Linux only: elsewhere Ctrl-C, which reaches the whole process group, stops them."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() != parent_pid:  # the parent died before the call above
+            os._exit(1)
+    quiet()
+
+
 def train_fold(overrides: list[str], workdir: str) -> tuple[dict[str, float], float]:
     """(test metrics, seconds) of one fold's run; module-level so that a --jobs worker process can run it."""
     cfg = compose_news(overrides, Path(workdir))
@@ -174,7 +190,9 @@ def cross_validation(args: argparse.Namespace, epochs: dict[str, int]) -> None:
         if args.jobs > 1:
             # A fresh interpreter per worker: no torch threads or state inherited through fork.
             spawn = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(args.jobs, mp_context=spawn, initializer=quiet) as pool:
+            with ProcessPoolExecutor(
+                args.jobs, mp_context=spawn, initializer=start_worker, initargs=(os.getpid(),)
+            ) as pool:
                 futures = {
                     pool.submit(train_fold, overrides, workdir): (name, fold)
                     for name, fold, overrides, workdir in runs
