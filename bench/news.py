@@ -11,8 +11,10 @@ in one process. Accuracy is reported per split next to the baseline's, with the 
 With `--folds K` every model trains K times, once per fold of a grouped, stratified K-fold split (the fold is
 the test split, the other folds are split into train and validation), and the pooled accuracy of the K test
 folds, every article tested once, is reported next to the baseline's on the same folds.
-`--jobs N` trains N folds at once, each in a process of its own with OMP_NUM_THREADS torch threads (the
-same figures as one fold at a time, checked on 3 folds of the bag model):
+`--predictions FILE` writes every article's category and each model's answer on its test fold, and counts
+the errors the models share with TF-IDF. `--jobs N` trains N folds at once, each in a process of its own
+with OMP_NUM_THREADS torch threads (the same figures as one fold at a time, checked on 3 folds of the bag
+model):
 
     HW2LAB_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python bench/news.py --text full --models transformer --folds 7 --jobs 2 --override experiment=news_transformer_full
 """
@@ -20,6 +22,7 @@ same figures as one fold at a time, checked on 3 folds of the bag model):
 from __future__ import annotations
 
 import argparse
+import csv
 import ctypes
 import logging
 import multiprocessing
@@ -59,14 +62,20 @@ def compose_news(overrides: list[str], output_dir: Path):
     return cfg
 
 
-def tfidf_baseline(datamodule, cross_validate: bool = True) -> dict[str, float]:
-    """TF-IDF of 1-2-grams + logistic regression, fitted on the training split."""
+def tfidf_baseline(
+    datamodule, cross_validate: bool = True, test_answers: dict[str, str] | None = None
+) -> dict[str, float]:
+    """TF-IDF of 1-2-grams + logistic regression, fitted on the training split. `test_answers`, when given,
+    receives the predicted category of every test article by id."""
     model = make_pipeline(
         TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
         LogisticRegression(C=10.0, max_iter=2000),
     )
     model.fit(datamodule.texts("train"), datamodule.labels("train"))
     scores = {s: float(model.score(datamodule.texts(s), datamodule.labels(s))) for s in ("val", "test")}
+    if test_answers is not None:
+        predicted = model.predict(datamodule.texts("test"))
+        test_answers.update((id_, datamodule.classes[p]) for id_, p in zip(datamodule.ids("test"), predicted))
     if not cross_validate:
         scores["cv5"] = float("nan")  # printed as nan: skipped
         return scores
@@ -163,6 +172,10 @@ def cross_validation(args: argparse.Namespace, epochs: dict[str, int]) -> None:
     folds = args.folds
     rows: dict[str, list[tuple[int, dict, float, int, dict]]] = {}
     baselines: dict[int, dict] = {}
+    # Per article id: its category, its fold, and each model's answer (for --predictions).
+    truth: dict[str, str] = {}
+    fold_of: dict[str, int] = {}
+    answers: dict[str, dict[str, str]] = {"tfidf": {}}
     with tempfile.TemporaryDirectory() as tmp:
         runs = []
         for name in args.models.split(","):
@@ -174,13 +187,19 @@ def cross_validation(args: argparse.Namespace, epochs: dict[str, int]) -> None:
                 train_val = ":".join(f"{share:g}" for share in cfg.data.split[:2])
                 if fold not in baselines:
                     datamodule = build(cfg.data)
-                    baselines[fold] = tfidf_baseline(datamodule, cross_validate=False)
+                    baselines[fold] = tfidf_baseline(datamodule, False, answers["tfidf"])
                     baselines[fold]["size"] = len(datamodule.labels("test"))
+                    for id_, label in zip(datamodule.ids("test"), datamodule.labels("test")):
+                        truth[id_], fold_of[id_] = datamodule.classes[label], fold
                 runs.append((name, fold, overrides, workdir))
 
         def record(name: str, fold: int, metrics: dict, seconds: float) -> None:
             baseline = baselines[fold]
             rows.setdefault(name, []).append((fold, metrics, seconds, baseline["size"], baseline))
+            with open(Path(tmp) / f"{name}_{fold}" / "predictions.csv", newline="") as handle:
+                answers.setdefault(name, {}).update(
+                    (row["id"], row["category"]) for row in csv.DictReader(handle)
+                )
             print(
                 f"{name} fold {fold}: test acc {metrics.get('test/acc', float('nan')):.4f}, "
                 f"baseline {baseline['test']:.4f}",
@@ -235,6 +254,35 @@ def cross_validation(args: argparse.Namespace, epochs: dict[str, int]) -> None:
             f"| {name} | {pooled:.4f} | {statistics.mean(accuracies):.4f} ({statistics.stdev(accuracies):.4f}) | "
             f"{total} | {base:.4f} | {pooled - base:+.4f} | {goal} | {met} |"
         )
+    if args.predictions:
+        write_answers(Path(args.predictions), truth, fold_of, answers)
+
+
+def write_answers(
+    path: Path, truth: dict[str, str], fold_of: dict[str, int], answers: dict[str, dict[str, str]]
+) -> None:
+    """Every article's category and each model's answer on its test fold, and which errors the models share:
+    errors every model makes point at articles whose label the text does not settle."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(answers)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "fold", "category", *names])
+        for id_ in sorted(truth, key=lambda i: (fold_of[i], i)):
+            writer.writerow([id_, fold_of[id_], truth[id_], *(answers[n].get(id_, "") for n in names)])
+    wrong = {name: {i for i in truth if answers[name].get(i) != truth[i]} for name in names}
+    everyone = set.intersection(*wrong.values())
+    print(f"\nper-article answers: {path}")
+    print("| model | articles wrong | also wrong for TF-IDF | wrong for every model and TF-IDF |")
+    print("|---|---|---|---|")
+    for name in names:
+        shared = "-" if name == "tfidf" else len(wrong[name] & wrong["tfidf"])
+        print(f"| {name} | {len(wrong[name])} | {shared} | {len(everyone)} |")
+    shown = sorted(everyone, key=lambda i: (fold_of[i], i))
+    if shown:
+        listed = ", ".join(f"{i} ({truth[i]} -> {answers['tfidf'][i]})" for i in shown[:40])
+        more = f", and {len(shown) - 40} more (in the CSV)" if len(shown) > 40 else ""
+        print(f"wrong for all (category -> TF-IDF's answer): {listed}{more}")
 
 
 def main() -> None:
@@ -257,6 +305,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--jobs", type=int, default=1, help="with --folds: train this many folds at once, a process each"
+    )
+    parser.add_argument(
+        "--predictions",
+        default=None,
+        help="with --folds: a CSV of every article's category and each model's (and TF-IDF's) answer, "
+        "and a table of the errors they share",
     )
     parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every model")
     args = parser.parse_args()
