@@ -314,6 +314,8 @@ def main() -> None:
     )
     parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every model")
     args = parser.parse_args()
+    if (args.predictions or args.jobs > 1) and not args.folds:
+        parser.error("--predictions and --jobs go with --folds K")
     epochs = {**DEFAULT_EPOCHS, **{k: int(v) for k, v in (e.split("=") for e in args.epochs)}}
     quiet()
     if args.folds:
