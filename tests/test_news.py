@@ -515,6 +515,7 @@ def test_real_bbc_news(real_data_dir: Path):
         ("news_lstm_glove", "lstm", None),
         ("news_transformer_full", "transformer", 128),
         ("news_transformer_lstm_head", "transformer", None),
+        ("news_transformer_title", "transformer", None),
     ],
 )
 def test_news_presets_compose(tmp_path: Path, preset: str, architecture: str, max_length: int | None):
