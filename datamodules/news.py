@@ -351,6 +351,10 @@ class NewsDataModule(L.LightningDataModule):
             folds is None or (isinstance(fold, int) and 0 <= fold < folds),
             f"data.fold must be in [0, data.folds) = [0, {folds}), got {fold}",
         )
+        check(
+            folds is not None or fold == 0,
+            f"data.fold={fold} needs data.folds=K (K-fold cross-validation); without it the split is data.split",
+        )
         self.data_dir, self.path, self.text = data_dir, path, text
         self.pipeline = TextPipeline(tokenizer, remove_stop_words)
         self.tokenizer = tokenizer

@@ -185,6 +185,8 @@ def test_datamodule_folds(data_dir: Path):
         make_datamodule(data_dir, folds=3, fold=3)
     with pytest.raises(HW2LabError, match="data.folds must be null or an integer >= 2, got 'seven'"):
         make_datamodule(data_dir, folds="seven", fold=0)
+    with pytest.raises(HW2LabError, match="data.fold=2 needs data.folds=K"):
+        make_datamodule(data_dir, fold=2)  # else every job of a fold sweep would test the same split
 
 
 def test_vocabulary_comes_from_the_training_split_only(data_dir: Path):
