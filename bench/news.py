@@ -72,10 +72,10 @@ def tfidf_baseline(
         LogisticRegression(C=10.0, max_iter=2000),
     )
     model.fit(datamodule.texts("train"), datamodule.labels("train"))
-    scores = {s: float(model.score(datamodule.texts(s), datamodule.labels(s))) for s in ("val", "test")}
+    predicted = {s: model.predict(datamodule.texts(s)) for s in ("val", "test")}
+    scores = {s: float((predicted[s] == datamodule.labels(s)).mean()) for s in ("val", "test")}
     if test_answers is not None:
-        predicted = model.predict(datamodule.texts("test"))
-        test_answers.update((id_, datamodule.classes[p]) for id_, p in zip(datamodule.ids("test"), predicted))
+        test_answers.update(zip(datamodule.ids("test"), (datamodule.classes[p] for p in predicted["test"])))
     if not cross_validate:
         scores["cv5"] = float("nan")  # printed as nan: skipped
         return scores
@@ -196,10 +196,11 @@ def cross_validation(args: argparse.Namespace, epochs: dict[str, int]) -> None:
         def record(name: str, fold: int, metrics: dict, seconds: float) -> None:
             baseline = baselines[fold]
             rows.setdefault(name, []).append((fold, metrics, seconds, baseline["size"], baseline))
-            with open(Path(tmp) / f"{name}_{fold}" / "predictions.csv", newline="") as handle:
-                answers.setdefault(name, {}).update(
-                    (row["id"], row["category"]) for row in csv.DictReader(handle)
-                )
+            if args.predictions:
+                with open(Path(tmp) / f"{name}_{fold}" / "predictions.csv", newline="") as handle:
+                    answers.setdefault(name, {}).update(
+                        (row["id"], row["category"]) for row in csv.DictReader(handle)
+                    )
             print(
                 f"{name} fold {fold}: test acc {metrics.get('test/acc', float('nan')):.4f}, "
                 f"baseline {baseline['test']:.4f}",
