@@ -1,0 +1,130 @@
+"""Frozen-encoder bench: what the pretrained Transformer's features know before any fine-tuning.
+
+Every article is embedded once by the encoder exactly as it was pretrained (no gradient, dropout off): the
+masked mean of its last-layer token states in each window of `--max-length` tokens (the data module's
+`data.windows`, at most 8 windows from the start), L2-normalised and averaged over the article's windows.
+Logistic regression is then fitted on each fold's training split of the same grouped, stratified K-fold
+split as `bench/news.py --folds K` (seeded 42), its C chosen by the pooled validation accuracy, and scored
+on the test folds; TF-IDF (1-2-gram) + logistic regression is fitted on the same training splits beside it.
+Read it against the fine-tuned model's figure under `bench/news.py --folds K` on the same folds: the
+difference is what fine-tuning adds; where the frozen features match the fine-tuned model, the encoder, not
+the recipe, is the limit.
+
+    HW2LAB_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python bench/news_frozen.py --text title --max-length 64
+    HW2LAB_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python bench/news_frozen.py --text full --max-length 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from sklearn.linear_model import LogisticRegression
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.news import compose_news, quiet, tfidf_baseline  # noqa: E402
+from hw2lab.pipeline import build  # noqa: E402
+from lightning_modules.news import load_pretrained_encoder  # noqa: E402
+
+SPLITS = ("train", "val", "test")
+
+
+@torch.inference_mode()
+def embed_articles(datamodule, encoder: torch.nn.Module, batch_size: int) -> dict[str, np.ndarray]:
+    """Article id -> the mean over its windows of the L2-normalised masked-mean token state."""
+    vectors: dict[str, np.ndarray] = {}
+    for split in SPLITS:
+        input_ids, mask, _ = datamodule.tensors[split]
+        present = mask[:, :, 0].bool()  # (articles, windows): the windows an article has
+        owner = present.nonzero()[:, 0]
+        flat_ids, flat_mask = input_ids[present], mask[present]
+        pooled = []
+        for start in range(0, len(flat_ids), batch_size):
+            ids, m = flat_ids[start : start + batch_size], flat_mask[start : start + batch_size]
+            width = int(m.sum(1).max())  # windows are padded to max_length: trim the common padding
+            states = encoder(input_ids=ids[:, :width], attention_mask=m[:, :width]).last_hidden_state
+            weights = m[:, :width].unsqueeze(-1).to(states.dtype)
+            pooled.append(torch.nn.functional.normalize((states * weights).sum(1) / weights.sum(1), dim=-1))
+        per_window = torch.cat(pooled)
+        summed = torch.zeros(len(input_ids), per_window.shape[1]).index_add_(0, owner, per_window)
+        means = summed / present.sum(1, keepdim=True)
+        vectors.update(zip(datamodule.ids(split), means.numpy()))
+    return vectors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--text", default="title", choices=["title", "body", "full"])
+    parser.add_argument("--folds", type=int, default=7)
+    parser.add_argument("--max-length", type=int, default=256, help="tokens per window")
+    parser.add_argument("--c", default="0.1,1,10,100", help="logistic regression C values to choose from")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides (data, model)")
+    args = parser.parse_args()
+    quiet()
+    transformers.utils.logging.disable_progress_bar()
+    started = time.perf_counter()
+    folds, baselines, vectors = [], [], {}
+    encoder = None
+    for fold in range(args.folds):
+        overrides = [
+            f"text={args.text}",
+            "model=transformer",
+            "data.windows=true",
+            f"data.max_length={args.max_length}",
+            f"data.folds={args.folds}",
+            f"data.fold={fold}",
+            *args.override,
+        ]
+        cfg = compose_news(overrides, Path("unused"))
+        datamodule = build(cfg.data)
+        if encoder is None:
+            encoder = load_pretrained_encoder(cfg.model.pretrained).eval()
+            seeds, pretrained = cfg.data.seed, cfg.model.pretrained
+        if not all(i in vectors for s in SPLITS for i in datamodule.ids(s)):
+            vectors.update(embed_articles(datamodule, encoder, args.batch_size))
+        folds.append({s: (datamodule.ids(s), np.asarray(datamodule.labels(s))) for s in SPLITS})
+        baselines.append(tfidf_baseline(datamodule, cross_validate=False))
+    embedded = time.perf_counter() - started
+
+    def pooled_accuracy(c: float, split: str) -> tuple[float, list[float]]:
+        right, total, per_fold = 0, 0, []
+        for fold in folds:
+            features = {s: np.stack([vectors[i] for i in fold[s][0]]) for s in SPLITS}
+            model = LogisticRegression(C=c, max_iter=5000).fit(features["train"], fold["train"][1])
+            correct = int((model.predict(features[split]) == fold[split][1]).sum())
+            right, total = right + correct, total + len(fold[split][1])
+            per_fold.append(correct / len(fold[split][1]))
+        return right / total, per_fold
+
+    print(
+        f"\nnews frozen-encoder bench: text={args.text}, {pretrained} frozen, windows of {args.max_length} "
+        f"tokens, {args.folds}-fold cross-validation (grouped, stratified, folds seeded {seeds}); "
+        f"{len(vectors)} articles embedded, {embedded:.0f} s with the TF-IDF fits"
+    )
+    print("| logistic regression C | pooled val acc | pooled test acc | test acc per fold |")
+    print("|---|---|---|---|")
+    results = {}
+    for c in (float(v) for v in args.c.split(",")):
+        val, _ = pooled_accuracy(c, "val")
+        test, per_fold = pooled_accuracy(c, "test")
+        results[c] = (val, test)
+        print(f"| {c:g} | {val:.4f} | {test:.4f} | {' / '.join(f'{a:.4f}' for a in per_fold)} |")
+    chosen = max(results, key=lambda c: results[c][0])
+    sizes = [len(fold["test"][1]) for fold in folds]
+    tfidf = sum(b["test"] * n for b, n in zip(baselines, sizes)) / sum(sizes)
+    print(
+        f"chosen by validation: C={chosen:g}, pooled test {results[chosen][1]:.4f} over {sum(sizes)} articles; "
+        f"TF-IDF(1-2-gram)+LogReg on the same folds {tfidf:.4f} ({results[chosen][1] - tfidf:+.4f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
