@@ -94,15 +94,20 @@ def main() -> None:
         baselines.append(tfidf_baseline(datamodule, cross_validate=False))
     embedded = time.perf_counter() - started
 
-    def pooled_accuracy(c: float, split: str) -> tuple[float, list[float]]:
-        right, total, per_fold = 0, 0, []
+    def pooled_accuracy(c: float) -> dict[str, tuple[float, list[float]]]:
+        """Per split (val, test): the pooled accuracy over the folds and each fold's, one fit per fold."""
+        right = {s: [] for s in ("val", "test")}
         for fold in folds:
             features = {s: np.stack([vectors[i] for i in fold[s][0]]) for s in SPLITS}
             model = LogisticRegression(C=c, max_iter=5000).fit(features["train"], fold["train"][1])
-            correct = int((model.predict(features[split]) == fold[split][1]).sum())
-            right, total = right + correct, total + len(fold[split][1])
-            per_fold.append(correct / len(fold[split][1]))
-        return right / total, per_fold
+            for split in right:
+                right[split].append(
+                    (int((model.predict(features[split]) == fold[split][1]).sum()), len(fold[split][1]))
+                )
+        return {
+            split: (sum(r for r, _ in counts) / sum(n for _, n in counts), [r / n for r, n in counts])
+            for split, counts in right.items()
+        }
 
     print(
         f"\nnews frozen-encoder bench: text={args.text}, {pretrained} frozen, windows of {args.max_length} "
@@ -113,8 +118,8 @@ def main() -> None:
     print("|---|---|---|---|")
     results = {}
     for c in (float(v) for v in args.c.split(",")):
-        val, _ = pooled_accuracy(c, "val")
-        test, per_fold = pooled_accuracy(c, "test")
+        scores = pooled_accuracy(c)
+        (val, _), (test, per_fold) = scores["val"], scores["test"]
         results[c] = (val, test)
         print(f"| {c:g} | {val:.4f} | {test:.4f} | {' / '.join(f'{a:.4f}' for a in per_fold)} |")
     chosen = max(results, key=lambda c: results[c][0])
