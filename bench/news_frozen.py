@@ -29,7 +29,7 @@ from sklearn.linear_model import LogisticRegression
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.news import compose_news, quiet, tfidf_baseline  # noqa: E402
 from hw2lab.pipeline import build  # noqa: E402
-from lightning_modules.news import load_pretrained_encoder  # noqa: E402
+from lightning_modules.news import load_pretrained_encoder, masked_mean  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 
@@ -48,8 +48,7 @@ def embed_articles(datamodule, encoder: torch.nn.Module, batch_size: int) -> dic
             ids, m = flat_ids[start : start + batch_size], flat_mask[start : start + batch_size]
             width = int(m.sum(1).max())  # windows are padded to max_length: trim the common padding
             states = encoder(input_ids=ids[:, :width], attention_mask=m[:, :width]).last_hidden_state
-            weights = m[:, :width].unsqueeze(-1).to(states.dtype)
-            pooled.append(torch.nn.functional.normalize((states * weights).sum(1) / weights.sum(1), dim=-1))
+            pooled.append(torch.nn.functional.normalize(masked_mean(states, m[:, :width]), dim=-1))
         per_window = torch.cat(pooled)
         summed = torch.zeros(len(input_ids), per_window.shape[1]).index_add_(0, owner, per_window)
         means = summed / present.sum(1, keepdim=True)

@@ -265,6 +265,12 @@ def load_pretrained_encoder(name: str) -> nn.Module:
     return encoder.train()  # from_pretrained returns it in eval mode (dropout off); Lightning switches modes
 
 
+def masked_mean(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the token states over the real tokens only: (B, T, D), (B, T) -> (B, D)."""
+    mask = attention_mask.unsqueeze(-1).to(states.dtype)
+    return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
 class TransformerClassifier(nn.Module):
     """A pretrained encoder; a head on its masked-mean or [CLS] token state, or a biLSTM over the token
     states (as the seed report did)."""
@@ -298,8 +304,7 @@ class TransformerClassifier(nn.Module):
         if self.pooling == "cls":
             pooled = states[:, 0]
         elif self.pooling == "mean":
-            mask = attention_mask.unsqueeze(-1).to(states.dtype)
-            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+            pooled = masked_mean(states, attention_mask)
         else:
             _, pooled = self.lstm(states, attention_mask.sum(1).clamp(min=1))
         return self.head(self.dropout(pooled)), out.attentions if output_attentions else None
