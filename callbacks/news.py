@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import statistics
 from pathlib import Path
 
 import lightning as L
@@ -15,6 +16,7 @@ import torch
 
 from callbacks.learning_curves import read_history
 from hw2lab.figures import save_figure, tensorboard_writers
+from hw2lab.sweep import JobRecord, is_number, metric_order
 
 log = logging.getLogger("hw2lab")
 
@@ -164,3 +166,61 @@ def compare_news_sweep(jobs: list, sweep_dir: Path) -> Path:
     curves.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, sweep_dir, "comparison")
+
+
+# -- the sweep summary's cross-validation section (conf/task/news.yaml names it in `sweep_sections`)
+FOLD_KEY = "data.fold"
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def cross_validation_groups(jobs: list[JobRecord]) -> dict[tuple[str, ...], list[JobRecord]]:
+    """Finished jobs that differ only in `data.fold=k`, keyed by their other overrides (>= 2 folds each)."""
+    groups: dict[tuple[str, ...], list[JobRecord]] = {}
+    for job in jobs:
+        if job.ok and any(_override_key(o) == FOLD_KEY for o in job.overrides):
+            rest = tuple(o for o in job.overrides if _override_key(o) != FOLD_KEY)
+            groups.setdefault(rest, []).append(job)
+    return {rest: members for rest, members in groups.items() if len(members) >= 2}
+
+
+def cross_validation_lines(jobs: list[JobRecord]) -> list[str]:
+    """summary.md's section for K-fold sweeps: per configuration the mean (sd) of each metric over its folds,
+    and the pooled test accuracy (every test example once) where the jobs noted their test-split sizes."""
+    groups = cross_validation_groups(jobs)
+    if not groups:
+        return []
+    shared = set.intersection(*(set(rest) for rest in groups))
+    names = {key for members in groups.values() for job in members for key in job.metrics}
+    keys = sorted((key for key in names if key.startswith(("test/", "val/"))), key=metric_order)
+    header = ["configuration", "folds", "test examples", "test/acc pooled", *(f"{k} mean (sd)" for k in keys)]
+    lines = [
+        "",
+        "## Cross-validation: each configuration over its folds",
+        "",
+        "Jobs that differ only in `data.fold`. The pooled accuracy counts every test example of the folds once "
+        "(folds of one `data.folds` split are disjoint); mean (sd) is over the folds.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for rest, members in groups.items():
+        label = " ".join(o for o in rest if o not in shared) or "all jobs"
+        planned = members[0].hparams.get("data.folds")
+        folds = f"{len(members)} of {planned}" if planned else str(len(members))
+        sizes = [job.notes.get("split_sizes", {}).get("test") for job in members]
+        accuracies = [job.metrics.get("test/acc") for job in members]
+        total, pooled = "", ""
+        if all(isinstance(n, int) and n > 0 for n in sizes):
+            total = str(sum(sizes))
+            if all(is_number(a) for a in accuracies):
+                pooled = f"{sum(a * n for a, n in zip(accuracies, sizes)) / sum(sizes):.4f}"
+        cells = [f"`{label}`", folds, total, pooled]
+        for key in keys:
+            values = [job.metrics[key] for job in members if is_number(job.metrics.get(key))]
+            spread = f" ({statistics.stdev(values):.4f})" if len(values) >= 2 else ""
+            cells.append(f"{statistics.mean(values):.4f}{spread}" if values else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines

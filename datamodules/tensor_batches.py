@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import lightning as L
 import torch
 
 
@@ -32,15 +33,14 @@ class TensorBatches:
         seed: int = 0,
         rank: int = 0,
         num_replicas: int = 1,
-        group: int = 1,
     ) -> None:
         if not tensors:
             raise ValueError("TensorBatches needs at least one tensor")
         size = tensors[0].shape[0]
         if any(t.shape[0] != size for t in tensors):
             raise ValueError("all tensors must have the same first dimension")
-        if batch_size < 1 or group < 1:
-            raise ValueError(f"batch_size and group must be >= 1, got {batch_size} and {group}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.tensors = tensors
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -48,7 +48,6 @@ class TensorBatches:
         self.rank = rank
         self.num_replicas = num_replicas
         self.seed = seed
-        self.group = group
         self.epoch = 0
         self.sampler = self  # see the class docstring
         self.batch_sampler = None  # Lightning looks for it next to `sampler`
@@ -74,25 +73,9 @@ class TensorBatches:
         return -(-self.num_samples // self.batch_size)
 
     def __len__(self) -> int:
-        return -(-self.num_batches // self.group)
+        return self.num_batches
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...] | list[tuple[torch.Tensor, ...]]]:
-        """Batches, or with `group` > 1 lists of up to `group` consecutive batches: one Lightning step then
-        runs several optimizer updates, which spreads the framework's per-step cost (hooks, progress
-        tracking, batch transfer) over them; the updates and their order are unchanged."""
-        if self.group == 1:
-            yield from self._batches()
-            return
-        pending = []
-        for batch in self._batches():
-            pending.append(batch)
-            if len(pending) == self.group:
-                yield pending
-                pending = []
-        if pending:
-            yield pending
-
-    def _batches(self) -> Iterator[tuple[torch.Tensor, ...]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         total = self.tensors[0].shape[0]
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
@@ -108,3 +91,38 @@ class TensorBatches:
             else:
                 yield tuple(t[index] for t in self.tensors)
         self.epoch += 1
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """A datamodule whose splits are tensors in memory: `setup` of the subclass fills `self.split_tensors`
+    (split name -> tensors sharing their first dimension); this class batches them with TensorBatches,
+    shuffling the training split (seeded), and gives each DDP rank its share."""
+
+    def __init__(self, batch_size: int, seed: int = 0) -> None:
+        super().__init__()
+        if batch_size < 1:
+            from hw2lab.errors import HW2LabError
+
+            raise HW2LabError(f"data.batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.seed = seed
+        self.split_tensors: dict[str, tuple[torch.Tensor, ...]] = {}
+
+    def batches(self, split: str, shuffle: bool = False) -> TensorBatches:
+        """Batches of one split, in order unless `shuffle` (also un-augmented passes for figures)."""
+        return TensorBatches.for_trainer(
+            self.trainer,
+            *self.split_tensors[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self.batches("train", shuffle=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self.batches("val")
+
+    def test_dataloader(self) -> TensorBatches:
+        return self.batches("test")

@@ -19,6 +19,9 @@ from hw2lab.errors import HW2LabError
 
 log = logging.getLogger(__name__)
 
+# The image files a folder reader takes.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
+
 DATA_DIR_HINT = "the data dir is paths.data_dir, overridden by the environment variable HW2LAB_DATA_DIR"
 
 

@@ -48,3 +48,76 @@ def save_image(image: torch.Tensor, figures_dir: str | Path, name: str) -> Path:
     array = array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
     Image.fromarray(array).save(path)
     return path
+
+
+def plot_confusion_matrix(
+    matrix: np.ndarray, class_names: list[str], title: str | None = None, axis: plt.Axes | None = None
+) -> plt.Figure:
+    """Counts (rows: true class, columns: predicted), coloured by the share of each true class.
+
+    The title defaults to the accuracy and the number of examples; `axis` draws into an existing panel.
+    """
+    matrix = np.asarray(matrix)
+    size = len(class_names)
+    if axis is None:
+        _, axis = plt.subplots(figsize=(1.6 + 0.6 * size, 1.2 + 0.5 * size))
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    fontsize = 7 if size > 6 else 9
+    for row in range(size):
+        for column in range(size):
+            colour = "white" if shares[row, column] > 0.6 else "black"
+            axis.text(
+                column,
+                row,
+                str(int(matrix[row, column])),
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                color=colour,
+            )
+    axis.set_xticks(
+        range(size),
+        class_names,
+        rotation=45 if size > 2 else 0,
+        ha="right" if size > 2 else "center",
+        fontsize=fontsize,
+    )
+    axis.set_yticks(range(size), class_names, fontsize=fontsize)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    if title is None:
+        accuracy = np.trace(matrix) / max(int(matrix.sum()), 1)
+        title = f"accuracy {accuracy:.3f} (n={int(matrix.sum())})"
+    axis.set_title(title, fontsize=10)
+    axis.figure.tight_layout()
+    return axis.figure
+
+
+def plot_validation_curves(
+    jobs: list, metrics: list[str], sweep_dir: str | Path, name: str = "comparison"
+) -> Path:
+    """The sweep comparison most tasks draw: one panel per metric, each job's `val/<metric>` by epoch read
+    from its history.csv, labelled by what sets the job apart. Saved as sweep_dir/<name>.png."""
+    from callbacks.learning_curves import read_history  # the shared learning-curve callback writes it
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.0 * len(metrics), 3.8), squeeze=False)
+    for axis, metric in zip(axes[0], metrics):
+        for job in jobs:
+            history = Path(job.dir) / "history.csv"
+            if not history.exists():
+                continue
+            rows = read_history(history)
+            axis.plot(
+                [r["epoch"] + 1 for r in rows],
+                [r.get(f"val/{metric}") for r in rows],
+                "-o",
+                ms=3,
+                label=job.label,
+            )
+        axis.set_title(f"val {metric} by epoch")
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, sweep_dir, name)

@@ -2,7 +2,8 @@
 
 Runs as a Hydra callback after every job of a multirun has finished, whatever the launcher. Each job left
 its metrics.json (also when it failed), so the summary is read from disk, not from the launcher.
-A sweep over `data.fold` (K-fold cross-validation) also gets each configuration's figures across its folds.
+A task adds its own parts through its config: `sweep_comparison` (the comparison figure) and `sweep_sections`
+(extra summary.md sections, e.g. news' pooled cross-validation figures).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,12 @@ def collect_jobs(sweep_dir: Path) -> list[JobRecord]:
     return jobs
 
 
-def write_summary(jobs: list[JobRecord], sweep_dir: Path) -> tuple[Path, Path]:
-    metric_keys = sorted({key for job in jobs for key in job.metrics}, key=_metric_order)
+def write_summary(
+    jobs: list[JobRecord], sweep_dir: Path, sections: list[Callable[[list[JobRecord]], list[str]]] = ()
+) -> tuple[Path, Path]:
+    """summary.csv and summary.md; each of `sections` (the task config's `sweep_sections`) adds its own
+    markdown lines to summary.md, given the jobs."""
+    metric_keys = sorted({key for job in jobs for key in job.metrics}, key=metric_order)
     header = ["job", "status", "overrides", *metric_keys, "error"]
     rows = [
         [job.number, job.status, " ".join(job.overrides)]
@@ -106,7 +111,8 @@ def write_summary(jobs: list[JobRecord], sweep_dir: Path) -> tuple[Path, Path]:
             study.read_text().strip(),
             "```",
         ]
-    lines += cross_validation_lines(jobs)
+    for section in sections:
+        lines += section(jobs)
     failed = [job for job in jobs if not job.ok]
     if failed:
         lines += ["", "## Failed jobs", ""] + [
@@ -116,68 +122,11 @@ def write_summary(jobs: list[JobRecord], sweep_dir: Path) -> tuple[Path, Path]:
     return csv_path, md_path
 
 
-FOLD_KEY = "data.fold"
-
-
-def _override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def cross_validation_groups(jobs: list[JobRecord]) -> dict[tuple[str, ...], list[JobRecord]]:
-    """Finished jobs that differ only in `data.fold=k`, keyed by their other overrides (>= 2 folds each)."""
-    groups: dict[tuple[str, ...], list[JobRecord]] = {}
-    for job in jobs:
-        if job.ok and any(_override_key(o) == FOLD_KEY for o in job.overrides):
-            rest = tuple(o for o in job.overrides if _override_key(o) != FOLD_KEY)
-            groups.setdefault(rest, []).append(job)
-    return {rest: members for rest, members in groups.items() if len(members) >= 2}
-
-
-def cross_validation_lines(jobs: list[JobRecord]) -> list[str]:
-    """summary.md's section for K-fold sweeps: per configuration the mean (sd) of each metric over its folds,
-    and the pooled test accuracy (every test example once) where the jobs noted their test-split sizes."""
-    groups = cross_validation_groups(jobs)
-    if not groups:
-        return []
-    shared = set.intersection(*(set(rest) for rest in groups))
-    names = {key for members in groups.values() for job in members for key in job.metrics}
-    keys = sorted((key for key in names if key.startswith(("test/", "val/"))), key=_metric_order)
-    header = ["configuration", "folds", "test examples", "test/acc pooled", *(f"{k} mean (sd)" for k in keys)]
-    lines = [
-        "",
-        "## Cross-validation: each configuration over its folds",
-        "",
-        "Jobs that differ only in `data.fold`. The pooled accuracy counts every test example of the folds once "
-        "(folds of one `data.folds` split are disjoint); mean (sd) is over the folds.",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-    ]
-    for rest, members in groups.items():
-        label = " ".join(o for o in rest if o not in shared) or "all jobs"
-        planned = members[0].hparams.get("data.folds")
-        folds = f"{len(members)} of {planned}" if planned else str(len(members))
-        sizes = [job.notes.get("split_sizes", {}).get("test") for job in members]
-        accuracies = [job.metrics.get("test/acc") for job in members]
-        total, pooled = "", ""
-        if all(isinstance(n, int) and n > 0 for n in sizes):
-            total = str(sum(sizes))
-            if all(_is_number(a) for a in accuracies):
-                pooled = f"{sum(a * n for a, n in zip(accuracies, sizes)) / sum(sizes):.4f}"
-        cells = [f"`{label}`", folds, total, pooled]
-        for key in keys:
-            values = [job.metrics[key] for job in members if _is_number(job.metrics.get(key))]
-            spread = f" ({statistics.stdev(values):.4f})" if len(values) >= 2 else ""
-            cells.append(f"{statistics.mean(values):.4f}{spread}" if values else "")
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _metric_order(key: str) -> tuple[int, str]:
+def metric_order(key: str) -> tuple[int, str]:
     order = {"test": 0, "val": 1, "train": 2}
     return order.get(key.split("/")[0], 3), key
 
@@ -199,7 +148,8 @@ class SweepSummary(Callback):
         if not jobs:
             log.warning("no job of %s wrote metrics.json; nothing to summarise", sweep_dir)
             return
-        csv_path, md_path = write_summary(jobs, sweep_dir)
+        sections = [instantiate(section) for section in config.get("sweep_sections") or []]
+        csv_path, md_path = write_summary(jobs, sweep_dir, sections)
         log.info("sweep summary: %s", md_path)
         comparison = config.get("sweep_comparison")
         if comparison and any(job.ok for job in jobs):

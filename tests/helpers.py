@@ -8,22 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
-
-import hw2lab  # noqa: F401  (registers resolvers)
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO_ROOT / "conf"
-
-
-def compose_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
-    """The composed config for `overrides`, with paths.output_dir pointing at `output_dir` (no Hydra run)."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir or "/tmp/hw2lab-unused")
-    return cfg
+from hw2lab.compose import REPO_ROOT, compose_config  # noqa: F401  (tests compose as bench scripts do)
 
 
 def run_cli(

@@ -10,10 +10,11 @@ import pytest
 import torch
 from helpers import compose_config
 
+from callbacks.news import cross_validation_groups, cross_validation_lines
 from datamodules.tensor_batches import TensorBatches
 from hw2lab.data_files import require
 from hw2lab.errors import HW2LabError
-from hw2lab.sweep import collect_jobs, cross_validation_groups, write_summary
+from hw2lab.sweep import collect_jobs, write_summary
 
 
 def test_require_names_file_place_and_remedy(tmp_path):
@@ -110,7 +111,7 @@ def test_summary_pools_a_fold_sweep_per_configuration(tmp_path):
         (job / "metrics.json").write_text(json.dumps(payload))
     groups = cross_validation_groups(collect_jobs(tmp_path))
     assert sorted(len(members) for members in groups.values()) == [2, 3]
-    _, md_path = write_summary(collect_jobs(tmp_path), tmp_path)
+    _, md_path = write_summary(collect_jobs(tmp_path), tmp_path, [cross_validation_lines])
     rows = {
         line.split(" | ")[0]: line.split(" | ")
         for line in md_path.read_text().splitlines()

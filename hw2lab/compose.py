@@ -1,0 +1,70 @@
+"""Composing the project's Hydra config outside `run.py` (benchmarks, notebooks, tests), and writing a bench
+result where the project keeps them."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+import hw2lab  # noqa: F401  (registers the resolvers)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO_ROOT / "conf"
+BENCH_RESULTS = REPO_ROOT / "bench" / "results"
+
+
+def compose_config(overrides: list[str], output_dir: str | Path | None = None) -> DictConfig:
+    """The config `python run.py <overrides>` would run, with paths.output_dir at `output_dir` (there is
+    no Hydra run to name one)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir or Path.cwd() / "outputs" / "composed")
+    return cfg
+
+
+def machine() -> dict[str, Any]:
+    """What a measurement ran on: CPU model and count, GPU if any, and the software."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def write_bench_result(name: str, result: dict[str, Any], out: str | Path | None = None) -> Path:
+    """Write a bench's result as JSON (default bench/results/<name>-<timestamp>.json, git-ignored), with the
+    command that produced it, the date and the machine; print where it went."""
+    now = datetime.now()
+    path = Path(out) if out else BENCH_RESULTS / f"{name}-{now:%Y%m%d-%H%M%S}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "bench": name,
+        "command": " ".join(["python", *sys.argv]),
+        "date": now.isoformat(timespec="seconds"),
+        "machine": machine(),
+        "result": result,
+    }
+    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    print(f"result written to {path}")
+    return path
