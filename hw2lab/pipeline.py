@@ -10,8 +10,10 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 import traceback
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,12 @@ from hw2lab.errors import HW2LabError
 log = logging.getLogger("hw2lab")
 
 
-def build(config: DictConfig, **kwargs: Any) -> Any:
-    """`hydra.utils.instantiate`, but a user error raised inside a constructor keeps its one-line form."""
+def build(config: DictConfig, path: str = "", **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, but a user error raised inside a constructor keeps its one-line form, and a
+    value of the wrong type is named by its key before any constructor sees it. `path` is where `config`
+    sits in the whole config (e.g. "model"), for the messages."""
+    if isinstance(config, DictConfig):
+        check_value_types(config, path)
     try:
         return instantiate(config, **kwargs)
     except InstantiationException as error:
@@ -42,6 +48,56 @@ def build(config: DictConfig, **kwargs: Any) -> Any:
             target = config.get("_target_", "?") if isinstance(config, DictConfig) else "?"
             raise HW2LabError(f"bad config for {target}: {' '.join(str(cause).split())}") from None
         raise
+
+
+SCALAR_TYPES = {float: "a number", int: "an integer", bool: "true or false"}
+
+
+def check_value_types(config: DictConfig, path: str = "") -> None:
+    """Fail with one line naming the key when a value a constructor declares as a number (or bool) is a
+    string: `kl_weight=abc` says that kl_weight must be a number, not what `>=` makes of a str."""
+    target = config.get("_target_") if "_target_" in config else None
+    hints: dict[str, Any] = {}
+    if isinstance(target, str):
+        try:
+            hints = typing.get_type_hints(_locate(target).__init__)
+        except Exception:  # an unimportable target fails in instantiate with its own message
+            hints = {}
+    for key in config:
+        node = config._get_node(key)
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(node, DictConfig):
+            check_value_types(node, where)
+            continue
+        expected = _scalar_type(hints.get(key))
+        if expected is None or node._is_missing():
+            continue
+        value = config[key]
+        if value is None or isinstance(value, expected) or (expected is float and isinstance(value, int)):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            continue
+        raw = node._value()
+        named = raw[2:-1] if isinstance(raw, str) and raw.startswith("${") and raw.endswith("}") else where
+        shown = named if named == where else f"{named} ({where})"
+        raise HW2LabError(f"{shown} must be {SCALAR_TYPES[expected]}, got {value!r}")
+
+
+def _scalar_type(hint: Any) -> type | None:
+    """The scalar a hint asks for: `float`, `int | None`, `float | Tensor` (torch's lr) -> float, ...; None
+    where a string is also allowed or the hint names no number."""
+    if hint in SCALAR_TYPES:
+        return hint
+    args = typing.get_args(hint)
+    if not args or str in args:
+        return None
+    return next((kind for kind in (float, int, bool) if kind in args), None)
+
+
+def _locate(target: str) -> Any:
+    from hydra.utils import get_object
+
+    return get_object(target)
 
 
 def run(cfg: DictConfig) -> float:
@@ -76,6 +132,10 @@ def run(cfg: DictConfig) -> float:
         if _is_multirun():
             log.error("job failed: %s", record["error"])
             return math.nan
+        if isinstance(error, HW2LabError) and _hydra_config() is not None:
+            # A user error is its one line and a non-zero exit (no Hydra stack-trace hint under it).
+            print(f"error: {record['error']}", file=sys.stderr)
+            raise SystemExit(1) from None
         raise
     finally:
         record["duration_s"] = round(time.perf_counter() - started, 2)
@@ -94,11 +154,17 @@ def fit_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     check_strategy_fits_launcher(cfg)
     ckpt_path = resume_checkpoint(cfg, output_dir)
 
-    datamodule = build(cfg.data)
-    model = build(cfg.model)
-    callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
-    loggers = [build(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
-    trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    datamodule = build(cfg.data, "data")
+    model = build(cfg.model, "model")
+    callbacks = [
+        build(c, f"callbacks.{name}")
+        for name, c in (cfg.get("callbacks") or {}).items()
+        if c and "_target_" in c
+    ]
+    loggers = [
+        build(c, f"logger.{name}") for name, c in (cfg.get("logger") or {}).items() if c and "_target_" in c
+    ]
+    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
 
     log.info("fitting %s (%s) on %s", type(model).__name__, cfg.task_name, type(datamodule).__name__)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -14,6 +14,7 @@ from callbacks.news import cross_validation_groups, cross_validation_lines
 from datamodules.tensor_batches import TensorBatches
 from hw2lab.data_files import require
 from hw2lab.errors import HW2LabError
+from hw2lab.pipeline import check_value_types
 from hw2lab.sweep import collect_jobs, write_summary
 
 
@@ -124,13 +125,49 @@ def test_summary_pools_a_fold_sweep_per_configuration(tmp_path):
     assert seed1[4].startswith(f"{(0.9 + 0.6 + 0.8) / 3:.4f} (")
 
 
-@pytest.mark.parametrize("preset", ["default", "cpu", "gpu", "debug"])
-def test_trainer_presets_compose(tmp_path, preset):
+@pytest.mark.parametrize(
+    "preset, expected",
+    [
+        ("default", {"accelerator": "auto", "devices": 1, "precision": "32-true", "max_epochs": 15}),
+        ("cpu", {"accelerator": "cpu", "precision": "32-true", "max_epochs": 15}),
+        ("gpu", {"accelerator": "gpu", "precision": "bf16-mixed", "max_epochs": 15}),
+        (
+            "debug",
+            {"max_epochs": 1, "limit_train_batches": 3, "limit_val_batches": 2, "num_sanity_val_steps": 0},
+        ),
+        ("ddp_cpu", {"accelerator": "cpu", "devices": 2}),
+        ("ddp", {"accelerator": "gpu", "devices": -1, "precision": "bf16-mixed", "sync_batchnorm": True}),
+    ],
+)
+def test_trainer_presets_set_what_they_promise(tmp_path, preset, expected):
     cfg = compose_config(["task=vae", f"trainer={preset}"], tmp_path)
     assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
-    assert cfg.trainer.max_epochs >= 1
-    if preset == "debug":
-        assert cfg.trainer.max_epochs == 1 and cfg.trainer.limit_train_batches > 0
+    assert {key: cfg.trainer[key] for key in expected} == expected
+
+
+def test_a_task_sets_trainer_values_and_debug_still_shortens_a_preset(tmp_path):
+    news = compose_config(["task=news"], tmp_path)
+    assert news.trainer.gradient_clip_val == 1.0  # the task's value survives the trainer preset
+    assert compose_config(["task=news", "trainer=cpu"], tmp_path).trainer.gradient_clip_val == 1.0
+    long_preset = compose_config(["experiment=vae_conv_anime"], tmp_path)
+    assert long_preset.trainer.max_epochs > 1
+    debug = compose_config(["experiment=vae_conv_anime", "trainer=debug"], tmp_path)
+    assert debug.trainer.max_epochs == 1 and debug.trainer.limit_train_batches == 3
+    # An explicit override still wins over the debug preset.
+    assert (
+        compose_config(["task=vae", "trainer=debug", "trainer.max_epochs=2"], tmp_path).trainer.max_epochs
+        == 2
+    )
+
+
+def test_a_value_of_the_wrong_type_names_its_key(tmp_path):
+    cfg = compose_config(["task=vae", "kl_weight=abc"], tmp_path)
+    with pytest.raises(HW2LabError, match=r"^kl_weight \(model\.kl_weight\) must be a number, got 'abc'$"):
+        check_value_types(cfg.model, "model")
+    cfg = compose_config(["task=vae", "trainer.max_epochs=x"], tmp_path)
+    with pytest.raises(HW2LabError, match=r"^trainer\.max_epochs must be an integer, got 'x'$"):
+        check_value_types(cfg.trainer, "trainer")
+    check_value_types(compose_config(["task=vae"], tmp_path).model, "model")  # the defaults pass
 
 
 def test_data_dir_comes_from_the_environment(tmp_path, monkeypatch):
@@ -138,3 +175,18 @@ def test_data_dir_comes_from_the_environment(tmp_path, monkeypatch):
     assert compose_config(["task=vae"], tmp_path).data.data_dir == str(tmp_path / "elsewhere")
     monkeypatch.delenv("HW2LAB_DATA_DIR")
     assert compose_config(["task=vae"], tmp_path).data.data_dir == "./data"
+
+
+@pytest.mark.slow
+def test_a_user_error_is_one_line_and_a_non_zero_exit(cli, tmp_path):
+    result = cli(["task=covid", "logger=none"], data_dir=tmp_path / "no-data", expect_ok=False)
+    assert result.returncode == 1
+    last = [line for line in result.stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("error: missing dataset file covid/covid_19.csv: looked for ")
+    assert "HYDRA_FULL_ERROR" not in result.stderr and "Traceback" not in result.stderr
+    result = cli(["task=vae", "kl_weight=abc", "logger=none"], data_dir=tmp_path, expect_ok=False)
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == "error: kl_weight (model.kl_weight) must be a number, got 'abc'"
+    )

@@ -35,6 +35,7 @@ def read_summary(sweep: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_joblib_launcher_runs_jobs_in_parallel_with_threads_shared_out(cli, tmp_path, tibetan_dir):
     cli(
         ["-m", "task=vae", "kl_weight=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY],
@@ -48,6 +49,7 @@ def test_joblib_launcher_runs_jobs_in_parallel_with_threads_shared_out(cli, tmp_
         assert metrics["torch_threads"] == max(1, cores // min(2, cores))
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher_runs_the_same_path(cli, tmp_path, tibetan_dir):
     cli(["-m", "task=vae", "kl_weight=0,1", "hydra/launcher=submitit_local", *TINY], tibetan_dir)
     rows = read_summary(tmp_path / "sweep")
@@ -55,6 +57,7 @@ def test_submitit_local_launcher_runs_the_same_path(cli, tmp_path, tibetan_dir):
     assert (tmp_path / "sweep" / "comparison.png").is_file()
 
 
+@pytest.mark.slow
 def test_ddp_cpu_two_processes_reduce_metrics_and_write_files_once(cli, tmp_path, tibetan_dir):
     cli(
         ["task=vae", "trainer=ddp_cpu", "trainer.max_epochs=2", "data.batch_size=8", "logger=tensorboard"],
@@ -67,6 +70,7 @@ def test_ddp_cpu_two_processes_reduce_metrics_and_write_files_once(cli, tmp_path
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1"]  # one writer, not two
 
 
+@pytest.mark.slow
 def test_plain_ddp_inside_a_local_multirun_is_refused_up_front(cli, tmp_path, tibetan_dir):
     result = cli(
         [
@@ -87,6 +91,7 @@ def test_plain_ddp_inside_a_local_multirun_is_refused_up_front(cli, tmp_path, ti
     assert "use trainer=ddp_spawn" in read_summary(tmp_path / "sweep")[0]["error"]
 
 
+@pytest.mark.slow
 def test_optuna_preset_puts_best_parameters_in_the_summary(cli, tmp_path, tibetan_dir):
     cli(
         [
@@ -111,6 +116,7 @@ def _start(args: list[str], run: Path, data_dir: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_path):
     data_dir = write_tibetan_npz(tmp_path / "data", count=400)
     args = [
@@ -156,6 +162,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_
         assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(30))
 
 
+@pytest.mark.slow
 def test_runs_never_share_an_output_dir(tmp_path):
     first, second = run_dir(None, str(tmp_path)), run_dir(None, str(tmp_path))
     assert first != second
@@ -183,6 +190,7 @@ class _NaNAfter(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path):
     checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
     trainer = L.Trainer(
