@@ -174,7 +174,8 @@ class ConfusionMatrices(L.Callback):
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        model, datamodule = classifier(pl_module), trainer.datamodule
+        model = classifier(pl_module)
+        datamodule: CovidData = trainer.datamodule
         fig, axes = plt.subplots(1, 2, figsize=(9, 4))
         for axis, split in zip(axes, ("train", "test")):
             windows, labels = datamodule.split_tensors[split]
