@@ -1,20 +1,61 @@
-"""COVID figures and reports: correlation heatmap, learning curves with test, confusion matrices, the
-pygal world map of tomorrow's predictions, baseline metrics, and the L x cell sweep comparison."""
+"""COVID figures and reports: correlation heatmap, confusion matrices, the pygal world map of tomorrow's
+predictions, the label balance, the majority-class and logistic-regression baselines, and the L x cell
+sweep comparison.
+
+The callbacks ask the module and the datamodule only for what `WindowClassifier` and `CovidData` declare.
+"""
 
 from __future__ import annotations
 
 import csv
 import logging
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import lightning as L
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+import torch
 from torchmetrics.functional.classification import binary_confusion_matrix
 
-from hw2lab.figures import save_figure
+from hw2lab.errors import HW2LabError
+from hw2lab.figures import plot_confusion_matrix, save_figure
 
 log = logging.getLogger("hw2lab")
+
+
+@runtime_checkable
+class WindowClassifier(Protocol):
+    """What the callbacks ask of the LightningModule (lightning_modules.covid.CovidModule)."""
+
+    def predict_proba(self, windows: torch.Tensor) -> torch.Tensor:
+        """P(the next day goes up) per window (batch, L) -> (batch,), on any device."""
+        ...
+
+
+class CovidData(Protocol):
+    """What the callbacks ask of the datamodule (datamodules.covid.CovidDataModule), after `setup`."""
+
+    table: pd.DataFrame  # cumulative cases, country x day, over the date window
+    correlation: pd.DataFrame  # country x country correlation of daily new cases
+    countries: list[str]  # the set C the windows come from
+    interval: int
+    label_balance: dict[str, float]  # "<split>/positive_rate"
+    split_tensors: dict[str, tuple[torch.Tensor, torch.Tensor]]  # windows (float32), labels per split
+
+    def split_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def latest_windows(self) -> tuple[list[str], torch.Tensor]: ...
+
+
+def classifier(pl_module: L.LightningModule) -> WindowClassifier:
+    if not isinstance(pl_module, WindowClassifier):
+        raise HW2LabError(
+            f"the covid callbacks need a module with predict_proba(windows); {type(pl_module).__name__} has none"
+        )
+    return pl_module
+
 
 # JHU / course country names that differ from pygal's names, as ISO 3166 alpha-2 codes (pygal's keys).
 COUNTRY_CODES = {
@@ -101,7 +142,7 @@ class CorrelationHeatmap(L.Callback):
             return
         import seaborn as sns
 
-        datamodule = trainer.datamodule
+        datamodule: CovidData = trainer.datamodule
         corr = datamodule.correlation
         self.output_dir.mkdir(parents=True, exist_ok=True)
         corr.to_csv(self.output_dir / "correlation.csv", float_format="%.4f")
@@ -125,26 +166,24 @@ class CorrelationHeatmap(L.Callback):
 class ConfusionMatrices(L.Callback):
     """Train and test confusion matrices of the tested (best) model, side by side."""
 
+    CLASS_NAMES = ["not up (0)", "up (1)"]
+
     def __init__(self, figures_dir: str) -> None:
         self.figures_dir = Path(figures_dir)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        import seaborn as sns
-
+        model = classifier(pl_module)
+        datamodule: CovidData = trainer.datamodule
         fig, axes = plt.subplots(1, 2, figsize=(9, 4))
         for axis, split in zip(axes, ("train", "test")):
-            windows, labels = trainer.datamodule.splits[split]
-            probabilities = pl_module.predict_proba(windows)
-            matrix = binary_confusion_matrix(probabilities, labels.long().to(pl_module.device)).cpu().numpy()
-            sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, ax=axis, square=True)
+            windows, labels = datamodule.split_tensors[split]
+            probabilities = model.predict_proba(windows).cpu()
+            matrix = binary_confusion_matrix(probabilities, labels.long()).numpy()
             accuracy = np.trace(matrix) / max(1, matrix.sum())
-            axis.set_title(f"{split}: accuracy {accuracy:.3f} ({matrix.sum()} windows)")
-            axis.set_xlabel("predicted")
-            axis.set_ylabel("true")
-            axis.set_xticklabels(["not up (0)", "up (1)"])
-            axis.set_yticklabels(["not up (0)", "up (1)"])
+            title = f"{split}: accuracy {accuracy:.3f} ({matrix.sum()} windows)"
+            plot_confusion_matrix(matrix, self.CLASS_NAMES, title=title, axis=axis)
         fig.tight_layout()
         save_figure(fig, self.figures_dir, "confusion_matrix", trainer)
 
@@ -165,8 +204,9 @@ class WorldMap(L.Callback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from pygal_maps_world.maps import World
 
-        names, windows = trainer.datamodule.latest_windows()
-        probabilities = pl_module.predict_proba(windows).cpu().tolist()
+        datamodule: CovidData = trainer.datamodule
+        names, windows = datamodule.latest_windows()
+        probabilities = classifier(pl_module).predict_proba(windows).cpu().tolist()
         ascending, descending, rows, unmapped = {}, {}, [], []
         for name, probability in zip(names, probabilities):
             code, why = map_country(name)
@@ -189,9 +229,9 @@ class WorldMap(L.Callback):
             return
         if unmapped:
             log.warning("world map: %d names not drawn: %s", len(unmapped), "; ".join(unmapped))
-        last_day = trainer.datamodule.table.columns[-1].date()
+        last_day = datamodule.table.columns[-1].date()
         chart = World(
-            title=f"P(new cases rise on the day after {last_day}), L={trainer.datamodule.interval}",
+            title=f"P(new cases rise on the day after {last_day}), L={datamodule.interval}",
             show_legend=True,
         )
         chart.add("ascending (p >= 0.5)", list(ascending.values()))
@@ -206,16 +246,59 @@ class WorldMap(L.Callback):
 
 class DataReport(L.Callback):
     """Adds to the test metrics what tells a result apart from chance: the label balance of each split
-    and the majority-class and logistic-regression baselines on the same windows."""
+    and the size of C."""
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        datamodule = trainer.datamodule
-        values = {
-            **datamodule.label_balance,
-            **datamodule.baselines,
-            "test/countries": float(len(datamodule.countries)),
-        }
+        datamodule: CovidData = trainer.datamodule
+        values = {**datamodule.label_balance, "test/countries": float(len(datamodule.countries))}
         pl_module.log_dict(values, add_dataloader_idx=False)
+
+
+def binary_scores(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Accuracy and F1 of 0/1 predictions."""
+    predicted, labels = predicted.astype(bool), labels.astype(bool)
+    true_pos = float(np.sum(predicted & labels))
+    denominator = float(predicted.sum() + labels.sum())
+    return float(np.mean(predicted == labels)), 2 * true_pos / denominator if denominator else 0.0
+
+
+def fit_baselines(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int
+) -> dict[str, float]:
+    """Majority class and logistic regression fitted on the train windows, scored on the test windows:
+    `test/acc_<name>` and `test/f1_<name>`."""
+    from sklearn.linear_model import LogisticRegression
+
+    majority = float(train_y.mean() >= 0.5)
+    scores = {"majority": binary_scores(np.full_like(test_y, majority), test_y)}
+    if len(np.unique(train_y)) == 2:
+        model = LogisticRegression(max_iter=2000, random_state=seed).fit(train_x, train_y)
+        scores["logreg"] = binary_scores(model.predict(test_x), test_y)
+    else:  # one class only: logistic regression degenerates to the majority class
+        scores["logreg"] = scores["majority"]
+    out = {}
+    for name, (acc, f1) in scores.items():
+        out[f"test/acc_{name}"] = acc
+        out[f"test/f1_{name}"] = f1
+    return out
+
+
+class Baselines(L.Callback):
+    """The majority class and logistic regression on the windows the recurrent model reads: fitted on the
+    same train windows, scored on the same test windows, logged with the test metrics
+    (`test/acc_majority`, `test/f1_majority`, `test/acc_logreg`, `test/f1_logreg`)."""
+
+    def __init__(self, seed: int = 42) -> None:
+        self.seed = seed
+
+    def scores(self, datamodule: CovidData) -> dict[str, float]:
+        """The baselines' test scores on a datamodule that is set up."""
+        return fit_baselines(
+            *datamodule.split_arrays("train"), *datamodule.split_arrays("test"), seed=self.seed
+        )
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pl_module.log_dict(self.scores(trainer.datamodule), add_dataloader_idx=False)
 
 
 def compare_interval_cell(jobs: list, sweep_dir: Path) -> Path:

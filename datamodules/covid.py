@@ -18,16 +18,14 @@ import csv
 import logging
 import math
 import re
-from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
 
-from datamodules.tensor_batches import TensorBatches
+from datamodules.tensor_batches import InMemoryDataModule, TensorBatches
 from hw2lab.data_files import require
 from hw2lab.errors import HW2LabError, check
 
@@ -268,45 +266,10 @@ def split_windows(
     return {name: np.sort(parts[name]) for name in SPLIT_NAMES}
 
 
-# ------------------------------------------------------------------------------------------- baselines
-@dataclass
-class BinaryScores:
-    acc: float
-    f1: float
-
-
-def binary_scores(predicted: np.ndarray, labels: np.ndarray) -> BinaryScores:
-    predicted, labels = predicted.astype(bool), labels.astype(bool)
-    true_pos = float(np.sum(predicted & labels))
-    denominator = float(predicted.sum() + labels.sum())
-    return BinaryScores(
-        float(np.mean(predicted == labels)), 2 * true_pos / denominator if denominator else 0.0
-    )
-
-
-def fit_baselines(
-    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int
-) -> dict[str, float]:
-    """Majority class and logistic regression, trained on the same windows as the recurrent model."""
-    from sklearn.linear_model import LogisticRegression
-
-    majority = float(train_y.mean() >= 0.5)
-    scores = {"majority": binary_scores(np.full_like(test_y, majority), test_y)}
-    if len(np.unique(train_y)) == 2:
-        model = LogisticRegression(max_iter=2000, random_state=seed).fit(train_x, train_y)
-        scores["logreg"] = binary_scores(model.predict(test_x), test_y)
-    else:  # one class only: logistic regression degenerates to the majority class
-        scores["logreg"] = scores["majority"]
-    out = {}
-    for name, score in scores.items():
-        out[f"test/acc_{name}"] = score.acc
-        out[f"test/f1_{name}"] = score.f1
-    return out
-
-
 # ---------------------------------------------------------------------------------------- datamodule
-class CovidDataModule(L.LightningDataModule):
-    """Windows of daily new cases of the correlated countries, held in memory as tensors."""
+class CovidDataModule(InMemoryDataModule):
+    """Windows of daily new cases of the correlated countries, held in memory as tensors
+    (`split_tensors`; `split_arrays` gives the same windows in float64 for the classical baselines)."""
 
     def __init__(
         self,
@@ -329,7 +292,7 @@ class CovidDataModule(L.LightningDataModule):
         sha256: str | None = None,
         download: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, seed)
         check(
             isinstance(interval, int) and interval >= 1, f"interval must be an integer >= 1, got {interval!r}"
         )
@@ -340,7 +303,6 @@ class CovidDataModule(L.LightningDataModule):
         check(split in SPLITS, f"data.split must be one of {SPLITS}, got {split!r}")
         check(-1 <= corr_threshold < 1, f"data.corr_threshold must be in [-1, 1), got {corr_threshold}")
         check(min_partners >= 0, f"data.min_partners must be >= 0, got {min_partners}")
-        check(batch_size >= 1, f"data.batch_size must be >= 1, got {batch_size}")
         for name, value in (("start_date", start_date), ("end_date", end_date)):
             if value is not None:
                 try:
@@ -356,13 +318,11 @@ class CovidDataModule(L.LightningDataModule):
         self.label_rule, self.normalize, self.drop_duplicates = label_rule, normalize, drop_duplicates
         self.corr_threshold, self.min_partners = corr_threshold, min_partners
         self.split, self.val_fraction, self.test_fraction = split, val_fraction, test_fraction
-        self.batch_size, self.seed = batch_size, seed
-        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.baselines: dict[str, float] = {}
+        self.split_index: dict[str, np.ndarray] = {}
         self.label_balance: dict[str, float] = {}
 
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
+        if self.split_tensors:
             return
         path = require(self.data_dir, self.file, url=self.url, sha256=self.sha256, download=self.download)
         self.table = select_dates(read_case_table(path), self.start_date, self.end_date)
@@ -384,20 +344,14 @@ class CovidDataModule(L.LightningDataModule):
             keep = first_occurrences(windows)
             windows, labels, target_day = windows[keep], labels[keep], target_day[keep]
         parts = split_windows(target_day, self.split, self.val_fraction, self.test_fraction, self.seed)
-        self.splits = {
+        self.windows, self.labels, self.split_index = windows, labels, parts
+        self.split_tensors = {
             name: (torch.tensor(windows[index], dtype=torch.float32), torch.tensor(labels[index]))
             for name, index in parts.items()
         }
         self.label_balance = {
             f"{name}/positive_rate": float(labels[parts[name]].mean()) for name in SPLIT_NAMES
         }
-        self.baselines = fit_baselines(
-            windows[parts["train"]],
-            labels[parts["train"]],
-            windows[parts["test"]],
-            labels[parts["test"]],
-            self.seed,
-        )
         dates = self.table.columns
         log.info(
             "covid: %s, %s..%s, %d countries, %d in C (corr > %g with >= %d partners); L=%d, %d windows"
@@ -426,19 +380,12 @@ class CovidDataModule(L.LightningDataModule):
             normalize_windows(last, self.normalize), dtype=torch.float32
         )
 
-    def _batches(self, name: str, shuffle: bool) -> TensorBatches:
-        inputs, labels = self.splits[name]
-        return TensorBatches.for_trainer(
-            self.trainer, inputs, labels, batch_size=self.batch_size, shuffle=shuffle, seed=self.seed
-        )
-
-    def train_dataloader(self) -> TensorBatches:
-        return self._batches("train", shuffle=True)
+    def split_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """One split's normalised windows (float64, before the cast to the model's float32) and labels."""
+        index = self.split_index[split]
+        return self.windows[index], self.labels[index]
 
     def val_dataloader(self) -> list[TensorBatches]:
         """The validation windows (checkpointing) and the test windows (the per-epoch test curves the
         course asks for; never used to pick a checkpoint)."""
-        return [self._batches("val", shuffle=False), self._batches("test", shuffle=False)]
-
-    def test_dataloader(self) -> TensorBatches:
-        return self._batches("test", shuffle=False)
+        return [self.batches("val"), self.batches("test")]

@@ -1,26 +1,27 @@
 """The covid task: both case-file formats, windows and labels, baselines, the country-name mapping,
-bad input as one-line errors, and a 2-job sweep through run.py."""
+bad input as one-line errors, a short fit in process, and (slow) a 2-job sweep through run.py."""
 
 from __future__ import annotations
 
 import csv
 import json
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
 from helpers import assert_run_outputs, compose_config
 
-from callbacks.covid import NOT_COUNTRIES, map_country
+from callbacks.covid import NOT_COUNTRIES, Baselines, DataReport, WindowClassifier, fit_baselines, map_country
 from datamodules.covid import (
     CovidDataModule,
     correlated_countries,
     correlation_matrix,
     daily_differences,
     first_occurrences,
-    fit_baselines,
     make_windows,
     normalize_windows,
     read_case_table,
@@ -28,7 +29,10 @@ from datamodules.covid import (
     split_windows,
 )
 from hw2lab.errors import HW2LabError
+from hw2lab.pipeline import build
 from lightning_modules.covid import CovidModule, RecurrentClassifier
+
+ADAM = partial(torch.optim.Adam, lr=1e-3)
 
 START = date(2020, 1, 22)
 # Real JHU names: four need the explicit table, one is a ship, one has no shape on pygal's map.
@@ -193,31 +197,81 @@ def test_baselines_on_separable_windows():
     assert scores["test/acc_logreg"] > scores["test/acc_majority"]
 
 
-def test_datamodule_reports_balance_and_baselines(data_dir):
+def test_datamodule_reports_balance_and_baselines_score_its_windows(data_dir):
     datamodule = CovidDataModule(
         str(data_dir), "covid/covid_19.csv", interval=4, start_date=None, end_date=None, min_partners=1
     )
     datamodule.setup()
-    total = sum(len(labels) for _, labels in datamodule.splits.values())
+    total = sum(len(labels) for _, labels in datamodule.split_tensors.values())
     assert total == len(datamodule.countries) * (39 - 4)
-    assert datamodule.splits["train"][0].shape[1] == 4
+    assert datamodule.split_tensors["train"][0].shape[1] == 4
+    windows, labels = datamodule.split_arrays("test")
+    assert windows.dtype == np.float64 and np.allclose(windows, datamodule.split_tensors["test"][0])
+    assert np.array_equal(labels, datamodule.split_tensors["test"][1].numpy())
     assert set(datamodule.label_balance) == {"train/positive_rate", "val/positive_rate", "test/positive_rate"}
-    assert {"test/acc_majority", "test/acc_logreg", "test/f1_logreg"} <= set(datamodule.baselines)
+    scores = Baselines(seed=0).scores(datamodule)
+    assert set(scores) == {"test/acc_majority", "test/f1_majority", "test/acc_logreg", "test/f1_logreg"}
+    majority = float(datamodule.split_arrays("train")[1].mean() >= 0.5)
+    assert scores["test/acc_majority"] == pytest.approx(np.mean(labels == majority))
     names, latest = datamodule.latest_windows()
     assert len(names) == 8 and latest.shape == (8, 4)
+    assert [len(b) for b in datamodule.val_dataloader()] == [
+        -(-len(datamodule.split_tensors[split][1]) // datamodule.batch_size) for split in ("val", "test")
+    ]
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_model_gives_one_logit_per_window(cell):
-    module = CovidModule(RecurrentClassifier(cell, hidden_size=8, num_layers=2, dropout=0.1))
+    module = CovidModule(RecurrentClassifier(cell, hidden_size=8, num_layers=2, dropout=0.1), ADAM)
+    assert isinstance(module, WindowClassifier)
     assert module(torch.randn(5, 7)).shape == (5,)
-    assert module.predict_proba(torch.randn(3, 7)).min() >= 0
+    module.train()
+    probabilities = module.predict_proba(torch.randn(3, 7))
+    assert probabilities.min() >= 0 and probabilities.max() <= 1 and not probabilities.requires_grad
+    assert module.training  # predict_proba evaluates in eval mode and puts the mode back
+
+
+def test_fit_logs_test_curves_and_test_logs_baselines(data_dir):
+    """During fitting the validation loop also runs the test windows (test/* by epoch); testing adds the
+    label balance and the baselines to the metrics."""
+    datamodule = CovidDataModule(
+        str(data_dir), "covid/covid_19.csv", start_date=None, end_date=None, min_partners=1, batch_size=32
+    )
+    module = CovidModule(RecurrentClassifier("gru", hidden_size=4), ADAM)
+    trainer = L.Trainer(
+        max_epochs=1,
+        callbacks=[Baselines(seed=0), DataReport()],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    fitted = set(trainer.callback_metrics)
+    for stage in ("train", "val", "test"):
+        assert {f"{stage}/{name}" for name in ("loss", "acc", "f1", "auroc")} <= fitted
+    tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    assert tested["test/acc_logreg"] == pytest.approx(Baselines(seed=0).scores(datamodule)["test/acc_logreg"])
+    assert {"test/loss", "test/auroc", "test/f1_majority", "train/positive_rate", "test/countries"} <= set(
+        tested
+    )
 
 
 def test_top_level_knobs_reach_data_and_model():
-    cfg = compose_config(["task=covid", "interval=7", "cell=gru"])
+    cfg = compose_config(["task=covid", "interval=7", "cell=gru", "model.optimizer.lr=0.01"])
     assert cfg.data.interval == 7 and cfg.model.net.cell == "gru"
     assert cfg.callbacks.model_checkpoint.monitor == cfg.optimized_metric
+    assert cfg.callbacks.baselines.seed == cfg.seed
+    module = build(cfg.model)
+    optimizer = module.configure_optimizers()
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["lr"] == 0.01
+
+
+def test_bad_learning_rate_is_one_line():
+    cfg = compose_config(["task=covid", "model.optimizer.lr=-1"])
+    with pytest.raises(HW2LabError, match="bad model.optimizer: Invalid learning rate: -1"):
+        build(cfg.model)
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -268,6 +322,7 @@ def test_interval_longer_than_the_series(data_dir):
 
 
 # ------------------------------------------------------------------------------------------ end to end
+@pytest.mark.slow
 def test_two_job_sweep(cli, data_dir, tmp_path):
     cli(
         [
