@@ -42,23 +42,9 @@ class RecurrentClassifier(nn.Module):
         return self.head(self.dropout(outputs[:, -1])).squeeze(-1)
 
 
-class BinaryMetrics(MetricCollection):
-    """Accuracy, F1 and AUROC of logits against 0/1 labels.
-
-    `update_called` because `TaskModule.epoch_values` (1a9ef15) asks a stage's collection for it and
-    torchmetrics 1.9's MetricCollection has none; drop this class once the shared helper asks its members.
-    """
-
-    def __init__(self) -> None:
-        super().__init__({"acc": BinaryAccuracy(), "f1": BinaryF1Score(), "auroc": BinaryAUROC()})
-
-    @property
-    def update_called(self) -> bool:
-        return any(metric.update_called for metric in self.values())
-
-
 def binary_metrics() -> MetricCollection:
-    return BinaryMetrics()
+    """Accuracy, F1 and AUROC of logits against 0/1 labels (torchmetrics applies the sigmoid)."""
+    return MetricCollection({"acc": BinaryAccuracy(), "f1": BinaryF1Score(), "auroc": BinaryAUROC()})
 
 
 class CovidModule(TaskModule):
