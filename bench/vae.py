@@ -31,7 +31,6 @@ from omegaconf import open_dict
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from datamodules.tensor_batches import TensorBatches  # noqa: E402
 from hw2lab.compose import compose_config, write_bench_result  # noqa: E402
 from lightning_modules.vae import EVAL_NOISE_SEED, VAEOutput, vae_loss  # noqa: E402
 
@@ -83,9 +82,7 @@ def run_plain(cfg) -> tuple[float, float]:
     net = instantiate(cfg.model.net)
     optimizer = instantiate(cfg.model.optimizer)(params=net.parameters())
     # One minibatch per update, in the same (seed, epoch) order the datamodule gives Lightning.
-    train_batches = TensorBatches(
-        datamodule.images("train"), batch_size=datamodule.batch_size, shuffle=True, seed=datamodule.seed
-    )
+    train_batches = datamodule.train_dataloader()
     likelihood, kl_weight = cfg.model.likelihood, float(cfg.model.kl_weight)
     seconds = 0.0
     for _ in range(cfg.trainer.max_epochs):
