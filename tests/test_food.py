@@ -1,22 +1,27 @@
-"""The food task: both on-disk layouts on generated JPEGs, bad files, L2 by hand, transforms, networks,
-the real Food-101 subset's split, and a 2-job weight-decay sweep through run.py."""
+"""The food task: both on-disk layouts on generated JPEGs, bad files, L2 by hand, the optimiser and schedule
+from config, transforms, networks, the test-time training accuracy, the real Food-101 subset's split, and a
+2-job weight-decay sweep through run.py."""
 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
 from helpers import assert_run_outputs, compose_config
 from PIL import Image
 
+from callbacks.food import FoodData, FoodModel, TrainAccuracyAtTest, predict_split
 from datamodules.food import FoodDataModule, FoodTransforms, LabelledFiles, decode_images, jitter_colors
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import build
+from hw2lab.training import decayed_parameters
 from lightning_modules.food import FoodClassifier, FoodCNN, ReportCNN, l2_penalty, mix_batch
 
 FOOD11_CLASSES = [
@@ -68,6 +73,11 @@ def make_image_folder(root: Path, per_class: int = 6) -> Path:
     (root / "meta" / "train.txt").write_text("\n".join(train_lines) + "\n")
     (root / "meta" / "test.txt").write_text("\n".join(test_lines) + "\n")
     return root
+
+
+def adam(lr: float = 1e-3) -> functools.partial:
+    """What `model.optimizer` instantiates to."""
+    return functools.partial(torch.optim.Adam, lr=lr)
 
 
 def food11_module(data_dir: Path, **overrides) -> FoodDataModule:
@@ -208,9 +218,13 @@ def test_missing_data_and_bad_values_are_clear_errors(tmp_path):
     with pytest.raises(HW2LabError, match="data.crop_scale"):
         food11_module(tmp_path, crop_scale=[0.5, 1.5])
     with pytest.raises(HW2LabError, match="l2_mode"):
-        FoodClassifier(FoodCNN, FOOD11_CLASSES, l2_mode="decoupled")
+        FoodClassifier(FoodCNN, FOOD11_CLASSES, adam(), l2_mode="decoupled")
     with pytest.raises(HW2LabError, match="weight_decay"):
-        FoodClassifier(FoodCNN, FOOD11_CLASSES, weight_decay=-1)
+        FoodClassifier(FoodCNN, FOOD11_CLASSES, adam(), weight_decay=-1)
+    with pytest.raises(HW2LabError, match="not model.optimizer.weight_decay"):
+        FoodClassifier(FoodCNN, FOOD11_CLASSES, functools.partial(torch.optim.Adam, weight_decay=0.1))
+    with pytest.raises(HW2LabError, match="bad model.optimizer"):
+        FoodClassifier(FoodCNN, FOOD11_CLASSES, adam(lr=-1))
     with pytest.raises(HW2LabError, match="divisible by 8"):
         ReportCNN(num_classes=11, image_size=60)
 
@@ -286,7 +300,7 @@ def test_report_cnn_is_the_report_architecture():
 def test_l2_loss_term_matches_the_formula_by_hand():
     torch.manual_seed(0)
     module = FoodClassifier(
-        FoodCNN(num_classes=3, widths=[4, 8]), FOLDER_CLASSES, weight_decay=0.1, l2_mode="loss"
+        FoodCNN(num_classes=3, widths=[4, 8]), FOLDER_CLASSES, adam(), weight_decay=0.1, l2_mode="loss"
     )
     logits, labels = torch.randn(5, 3), torch.tensor([0, 1, 2, 1, 0])
     squared = sum(
@@ -297,7 +311,7 @@ def test_l2_loss_term_matches_the_formula_by_hand():
     expected = F.cross_entropy(logits, labels) + 0.5 * 0.1 * squared
     assert torch.allclose(module.training_loss(logits, labels), expected)
     assert torch.allclose(l2_penalty(module.net, 0.1), 0.5 * 0.1 * squared)
-    in_optimizer = FoodClassifier(module.net, FOLDER_CLASSES, weight_decay=0.1, l2_mode="optimizer")
+    in_optimizer = FoodClassifier(module.net, FOLDER_CLASSES, adam(), weight_decay=0.1, l2_mode="optimizer")
     assert torch.allclose(in_optimizer.training_loss(logits, labels), F.cross_entropy(logits, labels))
 
 
@@ -318,13 +332,89 @@ def test_l2_in_the_loss_and_in_the_optimizer_give_the_same_update():
 
     def train(weight_decay: float, mode: str) -> torch.Tensor:
         module = FoodClassifier(
-            copy.deepcopy(net), FOLDER_CLASSES, lr=0.01, weight_decay=weight_decay, l2_mode=mode
+            copy.deepcopy(net), FOLDER_CLASSES, adam(0.01), weight_decay=weight_decay, l2_mode=mode
         )
         return trained_parameters(module, images, labels)
 
     in_optimizer, in_loss, without = train(0.5, "optimizer"), train(0.5, "loss"), train(0.0, "optimizer")
     assert torch.allclose(in_optimizer, in_loss, atol=1e-6)
     assert not torch.allclose(in_optimizer, without, atol=1e-4), "L2 changes the update"
+
+
+@pytest.mark.parametrize(
+    "net", [ReportCNN(num_classes=3, image_size=16), FoodCNN(num_classes=3, widths=[4, 8])], ids=str
+)
+def test_l2_applies_to_exactly_the_conv_and_linear_weights(net):
+    """The shared rule (>= 2-D, not norm layers) picks the set food always decayed: no bias, no BatchNorm."""
+    expected = [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    assert [id(p) for p in decayed_parameters(net)] == [id(p) for p in expected]
+
+
+@pytest.mark.parametrize("mode, decay", [("optimizer", 0.3), ("loss", 0.0)])
+def test_the_optimizer_decays_only_the_weights_and_only_in_optimizer_mode(mode, decay):
+    module = FoodClassifier(
+        FoodCNN(num_classes=3, widths=[4, 8]), FOLDER_CLASSES, adam(), weight_decay=0.3, l2_mode=mode
+    )
+    optimizer = module.configure_optimizers()
+    decayed, others = optimizer.param_groups
+    assert {id(p) for p in decayed["params"]} == {id(p) for p in decayed_parameters(module.net)}
+    assert decayed["weight_decay"] == decay and others["weight_decay"] == 0.0
+    assert len(decayed["params"]) + len(others["params"]) == len(list(module.parameters()))
+
+
+def test_model_configs_give_adam_and_the_per_epoch_cosine_schedule(tmp_path):
+    cfg = compose_config(["task=food", "trainer.max_epochs=7", "model.optimizer.lr=0.005"], tmp_path)
+    module = build(cfg.model)
+    configured = module.configure_optimizers()
+    optimizer, schedule = configured["optimizer"], configured["lr_scheduler"]
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["lr"] == 0.005
+    assert optimizer.param_groups[0]["weight_decay"] == cfg.weight_decay
+    assert isinstance(schedule["scheduler"], torch.optim.lr_scheduler.CosineAnnealingLR)
+    assert schedule["scheduler"].T_max == 7 and schedule["interval"] == "epoch"
+    report = build(compose_config(["experiment=food_report_cnn3"], tmp_path).model)
+    constant = report.configure_optimizers()  # the report's setting: Adam 1e-3, no schedule, no L2
+    assert isinstance(constant, torch.optim.Adam) and constant.defaults["lr"] == 1e-3
+    assert constant.param_groups[0]["weight_decay"] == 0.0
+
+
+def test_the_module_and_datamodule_offer_what_the_callbacks_declare(tmp_path):
+    module = FoodClassifier(FoodCNN(num_classes=3, widths=[4, 8], convs_per_stage=1), FOLDER_CLASSES, adam())
+    datamodule = folder_module(tmp_path)
+    for protocol, instance in ((FoodModel, module), (FoodData, datamodule)):
+        declared = [name for name in vars(protocol) if not name.startswith("_")]
+        declared += list(protocol.__annotations__)
+        assert all(hasattr(instance, name) for name in declared), protocol.__name__
+    layers = module.weight_layers()
+    assert [name for name, _ in layers] == ["features.0.0", "features.2.0", "classifier.3"]
+    module.train()
+    logits = module.predict_images(torch.randn(2, 3, 16, 16))
+    assert logits.shape == (2, 3) and not logits.requires_grad and module.training, "eval only inside"
+
+
+def test_training_accuracy_at_test_time_is_a_callback(tmp_path):
+    """test/train_acc: the un-augmented training images, as the figures predict them; the gap subtracts the
+    test accuracy the module logs."""
+    make_food11(tmp_path / "food11", {"training": 2, "validation": 1, "evaluation": 1}, classes=3)
+    datamodule = food11_module(tmp_path, class_names=FOOD11_CLASSES[:3], batch_size=4)
+    torch.manual_seed(0)
+    module = FoodClassifier(FoodCNN(num_classes=3, widths=[4]), FOOD11_CLASSES[:3], adam())
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[TrainAccuracyAtTest()],
+    )
+    (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
+    predicted, true = predict_split(module, datamodule, "train")
+    assert metrics["test/train_acc"] == pytest.approx((predicted == true).float().mean().item())
+    assert metrics["test/train_test_gap"] == pytest.approx(metrics["test/train_acc"] - metrics["test/acc"])
+    without = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    (plain,) = without.test(module, datamodule=datamodule, verbose=False)
+    assert set(plain) == {"test/loss", "test/acc"}, "the module alone makes no extra pass"
 
 
 # --- real data -------------------------------------------------------------------------------------
@@ -348,6 +438,7 @@ def test_real_food101_subset_uses_the_official_split(real_data_dir):
 # --- end to end --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_weight_decay_sweep_end_to_end(cli, tmp_path):
     data_dir = tmp_path / "data"
     make_food11(data_dir / "food11", {"training": 3, "validation": 1, "evaluation": 2})
@@ -397,6 +488,7 @@ def test_weight_decay_sweep_end_to_end(cli, tmp_path):
     assert result.returncode == 0
 
 
+@pytest.mark.slow
 def test_bad_config_value_fails_before_training_in_one_line(cli, tmp_path):
     result = cli(["task=food", "l2_mode=decoupled", "trainer=debug"], data_dir=tmp_path, expect_ok=False)
     assert result.returncode != 0
