@@ -105,9 +105,10 @@ def main() -> None:
     synthetic = args.synthetic or not os.environ.get("HW2LAB_DATA_DIR")
     datamodule, template = load(args.model, synthetic, args.image_size)
     train_images = len(datamodule.images["train"])
+    data_name = datamodule.root.split("/")[0]  # e.g. food101_10class
     print(
         f"food bench: model={args.model}, {train_images} training images of {args.image_size}px "
-        f"({'synthetic' if synthetic else 'real food101_subset'}), batch {datamodule.batch_size}, "
+        f"({'synthetic' if synthetic else 'real ' + data_name}), batch {datamodule.batch_size}, "
         f"{args.epochs} epochs per round, {args.rounds} rounds, torch threads {torch.get_num_threads()}"
     )
     loops = {"lightning": lightning_round, "plain": plain_round}
@@ -128,7 +129,7 @@ def main() -> None:
     print(f"lightning / plain = {ratio:.3f}")
     result = {
         "model": args.model,
-        "data": "synthetic" if synthetic else "food101_subset",
+        "data": "synthetic" if synthetic else data_name,
         "train_images": train_images,
         "image_size": args.image_size,
         "batch_size": datamodule.batch_size,

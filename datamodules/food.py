@@ -1,4 +1,4 @@
-"""Labelled food photos for the food task: the Food-11 layout and an ImageFolder layout (Food-101 subset).
+"""Labelled food photos for the food task: the Food-11 layout and an ImageFolder layout (Food-101 classes).
 
 Layouts:
 - `food11`: `<root>/training/`, `validation/`, `evaluation/` holding `<class>_<index>.jpg`, the class being

@@ -1,5 +1,5 @@
 """The food task: both on-disk layouts on generated JPEGs, bad files, L2 by hand, the optimiser and schedule
-from config, transforms, networks, the test-time training accuracy, the real Food-101 subset's split, and a
+from config, transforms, networks, the test-time training accuracy, the real 10-class Food-101 set's split, and a
 2-job weight-decay sweep through run.py."""
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from helpers import assert_run_outputs, compose_config
 from PIL import Image
 
 from callbacks.food import FoodData, FoodModel, TrainAccuracyAtTest, predict_split
-from datamodules.food import FoodDataModule, FoodTransforms, LabelledFiles, decode_images, jitter_colors
+from datamodules.food import (
+    FoodDataModule,
+    FoodTransforms,
+    LabelledFiles,
+    decode_images,
+    jitter_colors,
+    stratified_split,
+)
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import build
 from hw2lab.training import decayed_parameters
@@ -420,17 +427,37 @@ def test_training_accuracy_at_test_time_is_a_callback(tmp_path):
 # --- real data -------------------------------------------------------------------------------------
 
 
-def test_real_food101_subset_uses_the_official_split(real_data_dir):
-    """The default config on the real copy: meta lists filtered to the 920 files present (69/23 per class),
-    10 of each class's 69 training images held out for validation."""
+def test_validation_is_a_seeded_stratified_carve_out():
+    labels = [label for label in range(4) for _ in range(25 + 5 * label)]  # 25, 30, 35, 40 per class
+    fit, val = stratified_split(labels, [0.8, 0.2], seed=3)
+    assert sorted(fit + val) == list(range(len(labels))), "every position in exactly one part"
+    per_class = torch.bincount(torch.tensor([labels[i] for i in val])).tolist()
+    assert per_class == [5, 6, 7, 8], "20 % of each class"
+    assert stratified_split(labels, [0.8, 0.2], seed=3) == [fit, val]
+    assert stratified_split(labels, [0.8, 0.2], seed=4)[1] != val
+
+
+def test_real_food101_10class_uses_the_official_split(real_data_dir):
+    """The default data on the real copy: Food-101's meta lists (375 / 125 photos per class, all present);
+    a seeded 20 % of each class's training list (75) is the validation split."""
     cfg = compose_config(["task=food", f"paths.data_dir={real_data_dir}"])
     datamodule = build(cfg.data)
     files = datamodule.list_files()
     counts = {split: torch.bincount(torch.tensor(files[split].labels)).tolist() for split in files}
-    assert counts == {"train": [59] * 10, "val": [10] * 10, "test": [23] * 10}
-    train_names = {path.name for path in files["train"].paths + files["val"].paths}
-    assert not train_names & {path.name for path in files["test"].paths}
-    images, labels = decode_images(files["test"].subset(range(0, 230, 23)), image_size=64, crop=None)
+    assert counts == {"train": [300] * 10, "val": [75] * 10, "test": [125] * 10}
+    meta = real_data_dir / "food101_10class" / "meta"
+
+    def keys(paths: list[Path]) -> set[str]:
+        return {f"{path.parent.name}/{path.stem}" for path in paths}
+
+    listed = {split: set((meta / f"{split}.txt").read_text().split()) for split in ("train", "test")}
+    assert keys(files["train"].paths) | keys(files["val"].paths) == listed["train"]
+    assert not keys(files["train"].paths) & keys(files["val"].paths)
+    assert keys(files["test"].paths) == listed["test"]
+    for files_of_split in files.values():  # the label is the folder's class
+        names = [datamodule.class_names[label] for label in files_of_split.labels]
+        assert names == [path.parent.name for path in files_of_split.paths]
+    images, labels = decode_images(files["test"].subset(range(0, 1250, 125)), image_size=64, crop=None)
     assert images.shape == (10, 3, 64, 64) and labels.tolist() == list(range(10))
     assert 20 < images.float().mean() < 235, "real photos, not blank"
 
