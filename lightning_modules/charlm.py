@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 from torch import nn
 
 from datamodules.charlm import IGNORE_INDEX, CharBatch, Vocabulary
@@ -79,32 +80,94 @@ def bits_per_character(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return nats / math.log(2)
 
 
+def plain_step(
+    net: CharRNN,
+    optimizer: torch.optim.Optimizer,
+    batch: CharBatch,
+    hidden: Hidden | None,
+    gradient_clip_val: float | None,
+) -> tuple[torch.Tensor, Hidden]:
+    """One training step without Lightning, as CharLMModule takes it (for bench/ and scripts/): the state
+    carried and detached, gradient-norm clipping. Returns the loss and the state for the next chunk."""
+    logits, hidden = net(batch.inputs, None if batch.reset else hidden)
+    loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if gradient_clip_val:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), gradient_clip_val)
+    optimizer.step()
+    return loss, detach_hidden(hidden)
+
+
+def stream_bpc(net: CharRNN, batches: Iterable[CharBatch]) -> float:
+    """Bits per character over every scored target of a stream, the state carried (as the module scores)."""
+    nats, scored, hidden = 0.0, 0, None
+    with eval_mode(net):
+        for batch in batches:
+            logits, hidden = net(batch.inputs, None if batch.reset else hidden)
+            targets = batch.targets.flatten()
+            nats += F.cross_entropy(
+                logits.flatten(0, 1), targets, ignore_index=IGNORE_INDEX, reduction="sum"
+            ).item()
+            scored += int((targets != IGNORE_INDEX).sum())
+    return nats / scored / math.log(2)
+
+
 def check_sampling(temperature: float, top_k: int | None) -> None:
     """Sampling settings a user types: fail with one line before anything is generated."""
     check(temperature > 0, f"temperature must be > 0, got {temperature}")
     check(top_k is None or top_k >= 1, f"top_k must be >= 1 or null, got {top_k}")
 
 
+def as_config(factory: Callable | Mapping | None) -> dict | None:
+    """A partial (functools' or Hydra's) of keyword arguments as the `_partial_` config that makes it."""
+    if factory is None or isinstance(factory, Mapping):
+        return None if factory is None else dict(factory)
+    target = getattr(factory, "func", factory)
+    check(not getattr(factory, "args", ()), f"{factory!r}: give the settings as keywords")
+    return {
+        "_target_": f"{target.__module__}.{target.__qualname__}",
+        "_partial_": True,
+        **getattr(factory, "keywords", {}),
+    }
+
+
+def from_config(factory: Callable | Mapping | None) -> Callable | None:
+    """The partial a `_partial_` config describes (a partial or None as it is)."""
+    return instantiate(factory) if isinstance(factory, Mapping) else factory
+
+
 class CharLMModule(TaskModule):
     """Trains CharRNN with truncated BPTT; logs loss (nats), bpc (bits) per epoch and training chars/s.
 
     `net` is a partial taking the vocabulary size (`model.net` in config); `optimizer`, `scheduler` and
-    `scheduler_interval` are TaskModule's (`model.optimizer`, `model.scheduler`).
+    `scheduler_interval` are TaskModule's (`model.optimizer`, `model.scheduler`). Each of the three may also
+    be given as its `_partial_` config (a mapping): that is how the checkpoint keeps them (plain values, so
+    it loads with weights_only), and `CharLMModule.load_from_checkpoint(path)` needs nothing else.
     """
 
     def __init__(
         self,
-        net: Callable[[int], CharRNN],
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        net: Callable[[int], CharRNN] | Mapping,
+        optimizer: Callable[..., torch.optim.Optimizer] | Mapping,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | Mapping | None = None,
         scheduler_interval: str = "step",
         vocabulary: str | None = None,
     ) -> None:
+        net, optimizer, scheduler = (from_config(factory) for factory in (net, optimizer, scheduler))
         super().__init__(optimizer, scheduler, scheduler_interval)
         # A bad network setting fails now, in one line: built on the meta device (no memory, no random draws).
         with torch.device("meta"):
             net(1)
-        self.save_hyperparameters(ignore=["vocabulary"], logger=False)
+        self.save_hyperparameters(
+            {
+                "net": as_config(net),
+                "optimizer": as_config(optimizer),
+                "scheduler": as_config(scheduler),
+                "scheduler_interval": scheduler_interval,
+            },
+            logger=False,
+        )
         self.make_net = net
         self.net: CharRNN | None = None
         self.vocabulary: Vocabulary | None = None
