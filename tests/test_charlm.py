@@ -270,6 +270,30 @@ def test_sampling_is_deterministic_under_a_seed(tmp_path):
     assert all(draw.startswith("ROMEO") and len(draw) == 65 for draw in draws)
 
 
+def test_a_checkpoint_alone_rebuilds_the_model(tmp_path):
+    # The net, optimiser and schedule travel as their configs (plain values: the checkpoint loads with
+    # weights_only), the vocabulary beside the weights.
+    datamodule = make_datamodule(tmp_path)
+    module = make_module(
+        cell="gru",
+        embedding_dim=8,
+        hidden_size=16,
+        num_layers=1,
+        scheduler=partial(cosine_decay, min_lr_ratio=0.1),
+    )
+    trainer = quiet_trainer(max_steps=2, limit_val_batches=1)
+    trainer.fit(module, datamodule=datamodule)
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    loaded = CharLMModule.load_from_checkpoint(tmp_path / "model.ckpt", weights_only=True)
+    assert (
+        loaded.hparams["net"]["cell"] == "gru"
+        and loaded.vocabulary.characters == module.vocabulary.characters
+    )
+    assert loaded.hparams["scheduler"]["_target_"] == "hw2lab.training.cosine_decay"
+    sample = partial(module.sample, "NCTU", 20, generator=torch.Generator().manual_seed(1))
+    assert loaded.sample("NCTU", 20, generator=torch.Generator().manual_seed(1)) == sample()
+
+
 def test_sampling_context_ends_at_the_last_blank_line():
     assert paragraph_context("ROMEO:\nHi.\n\nJULIET:\nHo.\n\nNurse:\nHa", 13) == "JULIET:\nHo.\n\n"
     assert paragraph_context("no blank line", 5) == " line"
