@@ -132,9 +132,26 @@ def as_config(factory: Callable | Mapping | None) -> dict | None:
     }
 
 
-def from_config(factory: Callable | Mapping | None) -> Callable | None:
-    """The partial a `_partial_` config describes (a partial or None as it is)."""
-    return instantiate(factory) if isinstance(factory, Mapping) else factory
+# Where the targets of a config given as a mapping (a checkpoint's) may come from: a checkpoint loads with
+# weights_only, so it must not name just any callable for the module to call.
+CONFIG_TARGETS = {
+    "net": ("lightning_modules.", "torch.nn."),
+    "optimizer": ("torch.optim.",),
+    "scheduler": ("torch.optim.lr_scheduler.", "hw2lab.training."),
+}
+
+
+def from_config(factory: Callable | Mapping | None, role: str) -> Callable | None:
+    """The partial a `_partial_` config describes, for `role` (net, optimizer, scheduler); a partial or None
+    as it is."""
+    if not isinstance(factory, Mapping):
+        return factory
+    target = str(factory.get("_target_", ""))
+    check(
+        target.startswith(CONFIG_TARGETS[role]) and factory.get("_partial_") is True,
+        f"model.{role} from a mapping must be a _partial_ target under {CONFIG_TARGETS[role]}, got {target!r}",
+    )
+    return instantiate(factory)
 
 
 class CharLMModule(TaskModule):
@@ -154,7 +171,9 @@ class CharLMModule(TaskModule):
         scheduler_interval: str = "step",
         vocabulary: str | None = None,
     ) -> None:
-        net, optimizer, scheduler = (from_config(factory) for factory in (net, optimizer, scheduler))
+        net = from_config(net, "net")
+        optimizer = from_config(optimizer, "optimizer")
+        scheduler = from_config(scheduler, "scheduler")
         super().__init__(optimizer, scheduler, scheduler_interval)
         # A bad network setting fails now, in one line: built on the meta device (no memory, no random draws).
         with torch.device("meta"):

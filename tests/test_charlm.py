@@ -292,6 +292,9 @@ def test_a_checkpoint_alone_rebuilds_the_model(tmp_path):
     assert loaded.hparams["scheduler"]["_target_"] == "hw2lab.training.cosine_decay"
     sample = partial(module.sample, "NCTU", 20, generator=torch.Generator().manual_seed(1))
     assert loaded.sample("NCTU", 20, generator=torch.Generator().manual_seed(1)) == sample()
+    # A checkpoint cannot make the module call just any function.
+    with pytest.raises(HW2LabError, match="model.net from a mapping must be a _partial_ target"):
+        CharLMModule(net={"_target_": "os.system", "_partial_": True}, optimizer=torch.optim.AdamW)
 
 
 def test_sampling_context_ends_at_the_last_blank_line():
