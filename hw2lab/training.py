@@ -193,7 +193,7 @@ class TaskModule(L.LightningModule):
         values: dict[str, torch.Tensor] = {}
         for key, store in ((f"{stage}_means", self.epoch_means), (f"{stage}_metrics", self.epoch_metrics)):
             metric = store[key] if key in store else None
-            if metric is None or not metric.update_called:
+            if metric is None or not _update_called(metric):
                 continue
             values.update({f"{stage}/{name}": value for name, value in metric.compute().items()})
             metric.reset()
@@ -227,6 +227,14 @@ class TaskModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval},
         }
+
+
+def _update_called(metric: Metric | MetricCollection) -> bool:
+    """Whether the metric (or any metric of a collection, which has no `update_called` of its own) was
+    updated since its last reset."""
+    if isinstance(metric, MetricCollection):
+        return any(m.update_called for m in metric.values(copy_state=False))
+    return metric.update_called
 
 
 def _finite_steps(value: float | int) -> int:
