@@ -602,7 +602,6 @@ def test_sweep_end_to_end_and_a_one_line_error(cli, data_dir: Path, tmp_path: Pa
     assert "category folder" in result.stderr and "weather has no .txt articles" in result.stderr
 
 
-@pytest.mark.slow
 def test_real_bbc_news(real_data_dir: Path):
     datamodule = NewsDataModule(data_dir=str(real_data_dir), seed=42)
     datamodule.setup()
