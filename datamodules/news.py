@@ -282,7 +282,7 @@ def load_hf_tokenizer(name: str):
     """The Transformer's own tokenizer (same resolution of `model.pretrained` as the model)."""
     from transformers import AutoTokenizer
 
-    from lightning_modules.news import resolve_pretrained  # the module owns how a checkpoint is found
+    from hw2lab.pretrained import resolve_pretrained
 
     location, local = resolve_pretrained(name)
     try:

