@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from callbacks.learning_curves import read_history
-from hw2lab.figures import plot_confusion_matrix, save_figure, tensorboard_writers
+from hw2lab.figures import overlay_curves, plot_confusion_matrix, save_figure, tensorboard_writers
 
 
 class FoodModel(Protocol):
@@ -274,23 +273,10 @@ def compare_weight_decay(jobs: list, sweep_dir: Path) -> Path:
     grid = fig.add_gridspec(2, max(3, len(jobs)), height_ratios=[1, 2.4])
     top = [fig.add_subplot(grid[0, i]) for i in range(3)]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for axis, metric in zip(top[:2], ("acc", "loss")):
+        overlay_curves(axis, jobs, metric, splits=("train", "val"))
     for index, job in enumerate(jobs):
         colour = colours[index % len(colours)]
-        history = job.dir / "history.csv"
-        if history.exists():
-            rows = read_history(history)
-            epochs = [row["epoch"] + 1 for row in rows]
-            for axis, metric in zip(top[:2], ("acc", "loss")):
-                axis.plot(epochs, [r.get(f"train/{metric}") for r in rows], "--", color=colour, alpha=0.8)
-                test = job.metrics.get(f"test/{metric}")
-                suffix = f" (test {test:.3g})" if test is not None else ""
-                axis.plot(
-                    epochs,
-                    [r.get(f"val/{metric}") for r in rows],
-                    "-",
-                    color=colour,
-                    label=job.label + suffix,
-                )
         checkpoint = job.dir / "checkpoints" / "last.ckpt"
         if checkpoint.exists():
             weights = _conv_linear_weights(checkpoint)
@@ -301,16 +287,10 @@ def compare_weight_decay(jobs: list, sweep_dir: Path) -> Path:
                 color=colour,
                 label=f"{job.label} (std {weights.std():.3g})",
             )
-    for axis, title in zip(
-        top, ("accuracy (train dashed, val solid)", "cross-entropy (train dashed, val solid)")
-    ):
-        axis.set_title(title, fontsize=10)
-        axis.set_xlabel("epoch")
     top[2].set_title("all conv/linear weights at the last epoch", fontsize=10)
     top[2].set_yscale("log")
-    for axis in top:
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+    top[2].grid(alpha=0.3)
+    top[2].legend(fontsize=8)
     for index, job in enumerate(jobs):
         axis = fig.add_subplot(grid[1, index])
         path = job.dir / "figures" / "weight_histograms.png"

@@ -94,30 +94,45 @@ def plot_confusion_matrix(
     return axis.figure
 
 
+def overlay_curves(axis: plt.Axes, jobs: list, metric: str, splits: tuple[str, ...] = ("val",)) -> None:
+    """Each job's `<split>/<metric>` by epoch, read from its history.csv, in one panel: one colour per job
+    (labelled by what sets it apart, with its test value when it has one), validation solid, training dashed."""
+    from callbacks.learning_curves import read_history  # the shared learning-curve callback writes it
+
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, job in enumerate(jobs):
+        history = Path(job.dir) / "history.csv"
+        if not history.exists():
+            continue
+        rows = read_history(history)
+        epochs = [r["epoch"] + 1 for r in rows]
+        colour = colours[index % len(colours)]
+        test = job.metrics.get(f"test/{metric}")
+        label = job.label + (f" (test {test:.3g})" if isinstance(test, int | float) else "")
+        for split in splits:
+            values = [r.get(f"{split}/{metric}") for r in rows]
+            if split == "val":
+                axis.plot(epochs, values, "-o", ms=3, color=colour, label=label)
+            else:
+                axis.plot(epochs, values, "--", color=colour, alpha=0.8)
+    shown = (
+        " and ".join(f"{s} ({'solid' if s == 'val' else 'dashed'})" for s in splits)
+        if len(splits) > 1
+        else splits[0]
+    )
+    axis.set_title(f"{metric} by epoch: {shown}", fontsize=10)
+    axis.set_xlabel("epoch")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+
+
 def plot_validation_curves(
     jobs: list, metrics: list[str], sweep_dir: str | Path, name: str = "comparison"
 ) -> Path:
-    """The sweep comparison most tasks draw: one panel per metric, each job's `val/<metric>` by epoch read
-    from its history.csv, labelled by what sets the job apart. Saved as sweep_dir/<name>.png."""
-    from callbacks.learning_curves import read_history  # the shared learning-curve callback writes it
-
+    """The sweep comparison most tasks draw: one panel per metric with every job's validation curve (see
+    `overlay_curves`). Saved as sweep_dir/<name>.png (and to nothing else: a sweep has no TensorBoard run)."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.0 * len(metrics), 3.8), squeeze=False)
     for axis, metric in zip(axes[0], metrics):
-        for job in jobs:
-            history = Path(job.dir) / "history.csv"
-            if not history.exists():
-                continue
-            rows = read_history(history)
-            axis.plot(
-                [r["epoch"] + 1 for r in rows],
-                [r.get(f"val/{metric}") for r in rows],
-                "-o",
-                ms=3,
-                label=job.label,
-            )
-        axis.set_title(f"val {metric} by epoch")
-        axis.set_xlabel("epoch")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+        overlay_curves(axis, jobs, metric)
     fig.tight_layout()
     return save_figure(fig, sweep_dir, name)
