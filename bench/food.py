@@ -7,7 +7,8 @@ hits both alike. Reported: images/s per round, the median of each, and the ratio
     HW2LAB_DATA_DIR=../shared/data python bench/food.py --epochs 3 --rounds 3
     python bench/food.py --model food_cnn3          # the report's CNN
 
-Without HW2LAB_DATA_DIR (or with --synthetic) it trains on random images of the same shape.
+Without HW2LAB_DATA_DIR (or with --synthetic) it trains on random images of the same shape. The result
+also goes to a JSON file (--out; default under bench/results/).
 """
 
 from __future__ import annotations
@@ -17,36 +18,31 @@ import copy
 import os
 import statistics
 import time
-from pathlib import Path
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
 
-import hw2lab  # noqa: F401  (registers resolvers)
 from datamodules.tensor_batches import TensorBatches
+from hw2lab.compose import compose_config, write_bench_result
 from hw2lab.pipeline import build
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def load(model: str, synthetic: bool, image_size: int):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["task=food", f"model={model}", f"data.image_size={image_size}"])
-    with open_dict(cfg):
-        cfg.paths.output_dir = "/tmp/hw2lab-bench-food"
+    overrides = ["task=food", f"model={model}", f"data.image_size={image_size}"]
+    cfg = compose_config(overrides, output_dir="/tmp/hw2lab-bench-food")
     datamodule = build(cfg.data)
     if synthetic:
         generator = torch.Generator().manual_seed(0)
         count, classes = 590, len(datamodule.class_names)
-        datamodule.images = {
-            split: torch.randint(
-                0, 256, (count, 3, image_size, image_size), dtype=torch.uint8, generator=generator
+        datamodule.split_tensors = {
+            split: (
+                torch.randint(
+                    0, 256, (count, 3, image_size, image_size), dtype=torch.uint8, generator=generator
+                ),
+                torch.arange(count) % classes,
             )
             for split in ("train", "val", "test")
         }
-        datamodule.labels = {split: torch.arange(count) % classes for split in ("train", "val", "test")}
     else:
         datamodule.setup()
     torch.manual_seed(0)
@@ -74,7 +70,8 @@ def plain_round(module: L.LightningModule, datamodule, epochs: int) -> float:
     """The loop one would write by hand: batches, augmentation, forward (with the module's Mixup/CutMix),
     loss, backward, step."""
     net = module.net
-    optimizer = module.configure_optimizers()  # not attached to a trainer: the optimizer alone
+    configured = module.configure_optimizers()  # the schedule, if any, is not stepped: a few epochs only
+    optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
     batches = TensorBatches(
         datamodule.images["train"],
         datamodule.labels["train"],
@@ -103,13 +100,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per loop, alternating")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--synthetic", action="store_true", help="random images instead of the real data")
+    parser.add_argument("--out", help="the result's JSON file (default: bench/results/food-<time>.json)")
     args = parser.parse_args()
     synthetic = args.synthetic or not os.environ.get("HW2LAB_DATA_DIR")
     datamodule, template = load(args.model, synthetic, args.image_size)
     train_images = len(datamodule.images["train"])
+    data_name = datamodule.root.split("/")[0]  # e.g. food101_10class
     print(
         f"food bench: model={args.model}, {train_images} training images of {args.image_size}px "
-        f"({'synthetic' if synthetic else 'real food101_subset'}), batch {datamodule.batch_size}, "
+        f"({'synthetic' if synthetic else 'real ' + data_name}), batch {datamodule.batch_size}, "
         f"{args.epochs} epochs per round, {args.rounds} rounds, torch threads {torch.get_num_threads()}"
     )
     loops = {"lightning": lightning_round, "plain": plain_round}
@@ -126,7 +125,21 @@ def main() -> None:
     print("|---|---|---|")
     for name, values in rates.items():
         print(f"| {name} | {medians[name]:.1f} | {', '.join(f'{v:.1f}' for v in values)} |")
-    print(f"lightning / plain = {medians['lightning'] / medians['plain']:.3f}")
+    ratio = medians["lightning"] / medians["plain"]
+    print(f"lightning / plain = {ratio:.3f}")
+    result = {
+        "model": args.model,
+        "data": "synthetic" if synthetic else data_name,
+        "train_images": train_images,
+        "image_size": args.image_size,
+        "batch_size": datamodule.batch_size,
+        "epochs_per_round": args.epochs,
+        "torch_threads": torch.get_num_threads(),
+        "images_per_s": rates,
+        "median_images_per_s": medians,
+        "lightning_over_plain": ratio,
+    }
+    write_bench_result("food", result, args.out)
 
 
 if __name__ == "__main__":

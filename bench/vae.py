@@ -6,6 +6,8 @@ Measures, on the same model, data, batches and seed:
   - test -ELBO (nats per image, λ = 1, single-sample estimate as in training) after the same number of epochs;
   - with --sweep, the wall time of `python run.py -m task=vae kl_weight=0,1,10,100` (the default sweep).
 
+The result is printed and written as JSON (--out, default bench/results/vae-<time>.json).
+
 Usage:
     HW2LAB_DATA_DIR=../shared/data python bench/vae.py --epochs 15 --repeats 3 --sweep
 """
@@ -23,15 +25,13 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-import hw2lab  # noqa: E402,F401
-from datamodules.tensor_batches import TensorBatches  # noqa: E402
+from hw2lab.compose import compose_config, write_bench_result  # noqa: E402
 from lightning_modules.vae import EVAL_NOISE_SEED, VAEOutput, vae_loss  # noqa: E402
 
 
@@ -53,10 +53,8 @@ class TrainStepTimer(L.Callback):
 
 
 def compose_run_config(overrides: list[str], output_dir: str):
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = compose_config(overrides, output_dir)
     with open_dict(cfg):
-        cfg.paths.output_dir = output_dir
         cfg.trainer.enable_progress_bar = False
     return cfg
 
@@ -72,21 +70,19 @@ def run_lightning(cfg) -> tuple[float, float, int]:
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     trainer.fit(model, datamodule=datamodule)
     (result,) = trainer.test(model, datamodule=datamodule, verbose=False)
-    images = len(datamodule.splits["train"])
+    images = len(datamodule.images("train"))
     return images * len(timer.epoch_seconds) / sum(timer.epoch_seconds), result["test/neg_elbo"], images
 
 
 def run_plain(cfg) -> tuple[float, float]:
-    """The same model, batches and optimiser in a hand-written loop."""
+    """The same model, batches and optimiser (model.optimizer) in a hand-written loop."""
     L.seed_everything(cfg.seed, verbose=False)
     datamodule = instantiate(cfg.data)
     datamodule.setup()
     net = instantiate(cfg.model.net)
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.model.lr)
+    optimizer = instantiate(cfg.model.optimizer)(params=net.parameters())
     # One minibatch per update, in the same (seed, epoch) order the datamodule gives Lightning.
-    train_batches = TensorBatches(
-        datamodule.splits["train"], batch_size=datamodule.batch_size, shuffle=True, seed=datamodule.seed
-    )
+    train_batches = datamodule.train_dataloader()
     likelihood, kl_weight = cfg.model.likelihood, float(cfg.model.kl_weight)
     seconds = 0.0
     for _ in range(cfg.trainer.max_epochs):
@@ -111,7 +107,7 @@ def run_plain(cfg) -> tuple[float, float]:
                 VAEOutput(net.decode(z), mu, logvar), images, likelihood, 1.0
             ).neg_elbo.item() * len(images)
             count += len(images)
-    images = len(datamodule.splits["train"])
+    images = len(datamodule.images("train"))
     return images * cfg.trainer.max_epochs / seconds, total / count
 
 
@@ -144,7 +140,7 @@ def main() -> None:
     )
     parser.add_argument("--model", default="vae_mlp")
     parser.add_argument("--sweep", action="store_true", help="also time the default 4-job λ sweep")
-    parser.add_argument("--updates-per-step", type=int, default=None, help="override data.updates_per_step")
+    parser.add_argument("--out", default=None, help="the JSON result (default bench/results/vae-<time>.json)")
     args = parser.parse_args()
 
     print(
@@ -163,8 +159,7 @@ def main() -> None:
                     "kl_weight=1",
                     f"trainer.max_epochs={args.epochs}",
                     f"seed={42 + repeat}",
-                ]
-                + ([f"data.updates_per_step={args.updates_per_step}"] if args.updates_per_step else []),
+                ],
                 tmp,
             )
             rate, elbo = run_plain(cfg)
@@ -180,7 +175,7 @@ def main() -> None:
     ratio = statistics.median(lightning_rates) / statistics.median(plain_rates)
     print(
         f"\nmodel {args.model}, {args.epochs} epochs, {images} training images, batch {cfg.data.batch_size}, "
-        f"updates per Lightning step {cfg.data.updates_per_step}"
+        f"one update per Lightning step"
     )
     print(
         f"throughput  plain {statistics.median(plain_rates):.0f} img/s  lightning "
@@ -193,10 +188,25 @@ def main() -> None:
         f"nats/image (mean over {len(differences)} seeds); lightning - plain {statistics.mean(differences):+.2f} "
         f"(sd {spread:.2f})  (goal: lightning <= plain)"
     )
+    result = {
+        "model": args.model,
+        "epochs": args.epochs,
+        "repeats": args.repeats,
+        "train_images": images,
+        "batch_size": cfg.data.batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "seeds": [42 + repeat for repeat in range(args.repeats)],
+        "plain_images_per_s": plain_rates,
+        "lightning_images_per_s": lightning_rates,
+        "ratio_of_medians": ratio,
+        "plain_test_neg_elbo": plain_elbos,
+        "lightning_test_neg_elbo": lightning_elbos,
+    }
     if args.sweep:
-        print(
-            f"default sweep `run.py -m task=vae kl_weight=0,1,10,100`: {time_default_sweep():.0f} s (goal <= 600 s)"
-        )
+        seconds = time_default_sweep()
+        result["default_sweep_seconds"] = seconds
+        print(f"default sweep `run.py -m task=vae kl_weight=0,1,10,100`: {seconds:.0f} s (goal <= 600 s)")
+    write_bench_result("vae", result, args.out)
 
 
 if __name__ == "__main__":

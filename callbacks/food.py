@@ -1,14 +1,17 @@
-"""Food figures: weight/bias histograms, misclassified test images, confusion matrix, feature maps, and the
-weight-decay sweep's comparison.
+"""Food callbacks: weight/bias histograms, misclassified test images, confusion matrix, feature maps, the
+un-augmented training accuracy at test time, and the weight-decay sweep's comparison.
 
 Histograms go to TensorBoard every epoch and to figures/ when training ends. The test-set figures are drawn
 after testing, so they show the checkpoint that was tested (the best by val/acc); `test=false` skips them.
+The callbacks ask the module only for what `FoodModel` declares, and the datamodule for what `FoodData`
+declares.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any, Protocol
 
 import lightning as L
 import matplotlib.pyplot as plt
@@ -17,19 +20,45 @@ import torch
 from torch import nn
 
 from callbacks.learning_curves import read_history
-from hw2lab.figures import save_figure, tensorboard_writers
+from hw2lab.figures import plot_confusion_matrix, save_figure, tensorboard_writers
 
 
-def histogram_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every conv and linear layer, by name, in network order."""
-    return [
-        (name, module) for name, module in net.named_modules() if isinstance(module, nn.Conv2d | nn.Linear)
-    ]
+class FoodModel(Protocol):
+    """What the food callbacks use of the LightningModule (lightning_modules.food.FoodClassifier)."""
+
+    class_names: list[str]
+    device: torch.device
+
+    def predict_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits for normalised images on the module's device, in evaluation mode, without gradients."""
+        ...
+
+    def weight_layers(self) -> list[tuple[str, nn.Module]]:
+        """The conv and linear layers by name, in network order."""
+        ...
+
+    def log(self, name: str, value: Any, **kwargs: Any) -> None: ...
 
 
-def plot_weight_histograms(net: nn.Module, bins: int = 60, title: str = "") -> plt.Figure:
+class FoodData(Protocol):
+    """What the food callbacks use of the datamodule (datamodules.food.FoodDataModule)."""
+
+    images: dict[str, torch.Tensor]
+    labels: dict[str, torch.Tensor]
+
+    def batches(self, split: str, shuffle: bool = False) -> Any:
+        """(uint8 images, labels) batches of a split, in order."""
+        ...
+
+    def prepare(self, images: torch.Tensor, training: bool) -> torch.Tensor:
+        """uint8 batch -> the network's float input (augmented when training)."""
+        ...
+
+
+def plot_weight_histograms(
+    layers: list[tuple[str, nn.Module]], bins: int = 60, title: str = ""
+) -> plt.Figure:
     """One row per conv/linear layer: its weights (left) and biases (right, when it has them)."""
-    layers = histogram_layers(net)
     fig, axes = plt.subplots(len(layers), 2, figsize=(8, 1.5 * len(layers) + 0.6), squeeze=False)
     for row, (name, module) in enumerate(layers):
         for column, (kind, tensor) in enumerate((("weight", module.weight), ("bias", module.bias))):
@@ -55,11 +84,11 @@ class WeightHistograms(L.Callback):
         self.figures_dir = Path(figures_dir)
         self.bins = bins
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: FoodModel) -> None:
         if not trainer.is_global_zero:
             return
         for writer in tensorboard_writers(trainer):
-            for name, module in histogram_layers(pl_module.net):
+            for name, module in pl_module.weight_layers():
                 for kind in ("weight", "bias"):
                     tensor = getattr(module, kind)
                     if tensor is not None:
@@ -67,25 +96,19 @@ class WeightHistograms(L.Callback):
                             f"{name}.{kind}", tensor.detach().float().cpu(), trainer.current_epoch
                         )
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: FoodModel) -> None:
         if trainer.is_global_zero:
-            fig = plot_weight_histograms(pl_module.net, self.bins)
+            fig = plot_weight_histograms(pl_module.weight_layers(), self.bins)
             save_figure(fig, self.figures_dir, "weight_histograms", trainer, step=trainer.current_epoch)
 
 
-@torch.no_grad()
-def predict_split(module: L.LightningModule, datamodule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def predict_split(module: FoodModel, datamodule: FoodData, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted, true) class indices for a whole split, un-augmented, computed on the module's device."""
-    was_training = module.training
-    module.eval()
     predictions, labels = [], []
-    try:
-        for images, batch_labels in datamodule.eval_batches(split):
-            inputs = datamodule.prepare(images.to(module.device), training=False)
-            predictions.append(module.predict_images(inputs).argmax(dim=1).cpu())
-            labels.append(batch_labels)
-    finally:
-        module.train(was_training)
+    for images, batch_labels in datamodule.batches(split):
+        inputs = datamodule.prepare(images.to(module.device), training=False)
+        predictions.append(module.predict_images(inputs).argmax(dim=1).cpu())
+        labels.append(batch_labels)
     return torch.cat(predictions), torch.cat(labels)
 
 
@@ -108,27 +131,6 @@ def plot_misclassified(
     return fig
 
 
-def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], title: str) -> plt.Figure:
-    """Counts (rows: true class, columns: predicted), coloured by the share of each true class."""
-    size = len(class_names)
-    fig, axis = plt.subplots(figsize=(1.0 + 0.55 * size, 0.8 + 0.5 * size))
-    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    for row in range(size):
-        for column in range(size):
-            colour = "white" if shares[row, column] > 0.6 else "black"
-            axis.text(
-                column, row, str(matrix[row, column]), ha="center", va="center", fontsize=7, color=colour
-            )
-    axis.set_xticks(range(size), class_names, rotation=60, ha="right", fontsize=7)
-    axis.set_yticks(range(size), class_names, fontsize=7)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    axis.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
 class TestSetFigures(L.Callback):
     """After testing: a gallery of misclassified test images and the test confusion matrix."""
 
@@ -136,10 +138,10 @@ class TestSetFigures(L.Callback):
         self.figures_dir = Path(figures_dir)
         self.gallery_size, self.per_row = gallery_size, max(1, per_row)
 
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_test_end(self, trainer: L.Trainer, pl_module: FoodModel) -> None:
         if not trainer.is_global_zero:
             return
-        datamodule = trainer.datamodule
+        datamodule: FoodData = trainer.datamodule
         names = pl_module.class_names
         predicted, true = predict_split(pl_module, datamodule, "test")
         accuracy = (predicted == true).float().mean().item()
@@ -168,30 +170,26 @@ class FeatureMaps(L.Callback):
         self.figures_dir = Path(figures_dir)
         self.num_images, self.channels = max(1, num_images), max(1, channels)
 
-    @torch.no_grad()
-    def feature_maps(self, module: L.LightningModule, inputs: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    def feature_maps(self, module: FoodModel, inputs: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
         captured: list[tuple[str, torch.Tensor]] = []
         hooks = [
             conv.register_forward_hook(
                 lambda _m, _i, output, name=name: captured.append((name, output.detach()))
             )
-            for name, conv in module.net.named_modules()
+            for name, conv in module.weight_layers()
             if isinstance(conv, nn.Conv2d)
         ]
-        was_training = module.training
-        module.eval()
         try:
             module.predict_images(inputs)
         finally:
-            module.train(was_training)
             for hook in hooks:
                 hook.remove()
         return captured
 
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_test_end(self, trainer: L.Trainer, pl_module: FoodModel) -> None:
         if not trainer.is_global_zero:
             return
-        datamodule = trainer.datamodule
+        datamodule: FoodData = trainer.datamodule
         images = datamodule.images["test"][: self.num_images]
         labels = datamodule.labels["test"][: self.num_images].tolist()
         maps = self.feature_maps(pl_module, datamodule.prepare(images.to(pl_module.device), training=False))
@@ -216,6 +214,48 @@ class FeatureMaps(L.Callback):
         fig.suptitle("feature maps: the first channels of each conv layer, per test image", fontsize=10)
         fig.tight_layout()
         save_figure(fig, self.figures_dir, "feature_maps", trainer)
+
+
+class TrainAccuracyAtTest(L.Callback):
+    """At test time, the training accuracy as the report measured it (the training images without
+    augmentation, one extra pass) and the train-test gap, logged with the test metrics as
+    `test/train_acc` and `test/train_test_gap`.
+
+    The gap needs the test accuracy, which the module logs after the callbacks' on_test_epoch_end: this
+    callback counts it from the logits test_step returns, over the same test batches.
+    """
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: FoodModel) -> None:
+        self.correct = torch.zeros((), device=pl_module.device)
+        self.total = 0
+
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: FoodModel,
+        outputs: torch.Tensor,
+        batch: tuple[torch.Tensor, torch.Tensor],
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        labels = batch[1]
+        self.correct += (outputs.argmax(dim=1) == labels).sum()
+        self.total += labels.shape[0]
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: FoodModel) -> None:
+        if self.total == 0:
+            return
+        datamodule: FoodData = trainer.datamodule
+        correct = torch.zeros((), device=pl_module.device)
+        total = 0
+        for images, labels in datamodule.batches("train"):
+            images, labels = images.to(pl_module.device), labels.to(pl_module.device)
+            predictions = pl_module.predict_images(datamodule.prepare(images, training=False)).argmax(dim=1)
+            correct += (predictions == labels).sum()
+            total += labels.shape[0]
+        train_acc = correct / max(total, 1)
+        pl_module.log("test/train_acc", train_acc, sync_dist=True)
+        pl_module.log("test/train_test_gap", train_acc - self.correct / self.total, sync_dist=True)
 
 
 def _conv_linear_weights(checkpoint: Path) -> np.ndarray:

@@ -3,20 +3,52 @@
 Each figure is computed on the module's device with fixed inputs (the first validation images, a seeded
 set of prior draws), so figures are comparable across epochs and across the jobs of a sweep. TensorBoard
 gets them every `every_n_epochs`; figures/ gets the final ones when training ends.
+
+The callbacks ask the module only what `VAEFigureModule` declares, and the datamodule only what
+`ExampleImages` declares (lightning_modules.vae.VAEModule and datamodules.vae_images provide them).
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Protocol
 
 import lightning as L
 import matplotlib.pyplot as plt
 import torch
 from torchvision.utils import make_grid
 
-from callbacks.learning_curves import read_history
-from hw2lab.figures import log_image, save_figure, save_image
+from hw2lab.figures import log_image, plot_validation_curves, save_figure, save_image
+from hw2lab.training import eval_mode
+
+
+class VAEFigureModule(Protocol):
+    """What the figure callbacks use of the module; inputs and outputs live on `device`, images in [0, 1]."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def latent_dim(self) -> int: ...
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """Decoded means of the images' latent means, shaped like `images`."""
+        ...
+
+    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoded means of latent codes (N, latent_dim): (N, C, H, W)."""
+        ...
+
+    def interpolate(self, start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.Tensor:
+        """Decoded means along the line between the latent means of paired images: (pairs, steps, C, H, W)."""
+        ...
+
+
+class ExampleImages(Protocol):
+    """What the figure callbacks use of the datamodule: fixed images, the same every call."""
+
+    def examples(self, count: int, split: str = "val") -> torch.Tensor: ...
 
 
 class _VAEFigure(L.Callback):
@@ -26,17 +58,13 @@ class _VAEFigure(L.Callback):
         self.figures_dir = Path(figures_dir)
         self.every_n_epochs = max(1, every_n_epochs)
 
-    def render(self, trainer: L.Trainer, module: L.LightningModule) -> torch.Tensor:
+    def render(self, module: VAEFigureModule, data: ExampleImages) -> torch.Tensor:
         """Return one CHW image grid in [0, 1]."""
         raise NotImplementedError
 
-    def _render_eval(self, trainer: L.Trainer, module: L.LightningModule) -> torch.Tensor:
-        was_training = module.training
-        module.eval()
-        try:
-            return self.render(trainer, module)
-        finally:
-            module.train(was_training)
+    def _render_eval(self, trainer: L.Trainer, pl_module: L.LightningModule) -> torch.Tensor:
+        with eval_mode(pl_module):
+            return self.render(pl_module, trainer.datamodule)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -62,8 +90,8 @@ class Reconstructions(_VAEFigure):
         super().__init__(figures_dir, every_n_epochs)
         self.num_images, self.per_row = num_images, per_row
 
-    def render(self, trainer: L.Trainer, module: L.LightningModule) -> torch.Tensor:
-        real = trainer.datamodule.examples(self.num_images).to(module.device)
+    def render(self, module: VAEFigureModule, data: ExampleImages) -> torch.Tensor:
+        real = data.examples(self.num_images).to(module.device)
         recon = module.reconstruct(real)
         rows = []
         for start in range(0, len(real), self.per_row):
@@ -82,9 +110,9 @@ class PriorSamples(_VAEFigure):
         super().__init__(figures_dir, every_n_epochs)
         self.num_samples, self.seed = num_samples, seed
 
-    def render(self, trainer: L.Trainer, module: L.LightningModule) -> torch.Tensor:
+    def render(self, module: VAEFigureModule, data: ExampleImages) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self.seed)
-        z = torch.randn(self.num_samples, module.net.latent_dim, generator=generator).to(module.device)
+        z = torch.randn(self.num_samples, module.latent_dim, generator=generator).to(module.device)
         samples = module.decode_mean(z)
         return make_grid(samples, nrow=int(math.sqrt(self.num_samples)), padding=2, pad_value=1.0)
 
@@ -101,24 +129,24 @@ class Interpolations(_VAEFigure):
             raise ValueError("interpolation needs at least 2 steps (the endpoints)")
         self.pairs, self.steps = pairs, steps
 
-    def render(self, trainer: L.Trainer, module: L.LightningModule) -> torch.Tensor:
-        images = trainer.datamodule.examples(2 * self.pairs).to(module.device)
+    def render(self, module: VAEFigureModule, data: ExampleImages) -> torch.Tensor:
+        images = data.examples(2 * self.pairs).to(module.device)
         pairs = len(images) // 2
         path = module.interpolate(images[:pairs], images[pairs : 2 * pairs], self.steps)
         return make_grid(path.flatten(0, 1), nrow=self.steps, padding=2, pad_value=1.0)
 
 
 def compare_kl_sweep(jobs: list, sweep_dir: Path) -> Path:
-    """One figure for a λ sweep: a row per job (reconstructions, prior samples, interpolations) and, below,
-    the validation curves of all jobs overlaid."""
+    """The figures of a λ sweep: comparison.png, a row per job (reconstructions, prior samples,
+    interpolations, labelled with its test -ELBO), and comparison_curves.png, the validation curves of all
+    jobs overlaid (hw2lab.figures.plot_validation_curves). Returns the path of comparison.png."""
     panels = [Reconstructions.name, PriorSamples.name, Interpolations.name]
-    curves = ["neg_elbo", "recon", "kl"]
-    fig = plt.figure(figsize=(15, 3.2 * (len(jobs) + 1)))
-    grid = fig.add_gridspec(len(jobs) + 1, len(panels))
+    plot_validation_curves(jobs, ["neg_elbo", "recon", "kl"], sweep_dir, name="comparison_curves")
+    fig, axes = plt.subplots(len(jobs), len(panels), figsize=(15, 3.2 * len(jobs)), squeeze=False)
     for row, job in enumerate(jobs):
         for column, panel in enumerate(panels):
-            axis = fig.add_subplot(grid[row, column])
-            path = job.dir / "figures" / f"{panel}.png"
+            axis = axes[row, column]
+            path = Path(job.dir) / "figures" / f"{panel}.png"
             if path.exists():
                 axis.imshow(plt.imread(path), cmap="gray")
             axis.set_xticks([])
@@ -129,22 +157,5 @@ def compare_kl_sweep(jobs: list, sweep_dir: Path) -> Path:
                 axis.set_ylabel(job.label + suffix, fontsize=9)
             if row == 0:
                 axis.set_title(panel.replace("_", " "))
-    for column, metric in enumerate(curves):
-        axis = fig.add_subplot(grid[len(jobs), column])
-        for job in jobs:
-            history = job.dir / "history.csv"
-            if history.exists():
-                rows = read_history(history)
-                axis.plot(
-                    [r["epoch"] + 1 for r in rows],
-                    [r.get(f"val/{metric}") for r in rows],
-                    "-o",
-                    ms=3,
-                    label=job.label,
-                )
-        axis.set_title(f"val {metric} by epoch")
-        axis.set_xlabel("epoch")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, sweep_dir, "comparison")

@@ -1,4 +1,4 @@
-"""Labelled food photos for the food task: the Food-11 layout and an ImageFolder layout (Food-101 subset).
+"""Labelled food photos for the food task: the Food-11 layout and an ImageFolder layout (Food-101 classes).
 
 Layouts:
 - `food11`: `<root>/training/`, `validation/`, `evaluation/` holding `<class>_<index>.jpg`, the class being
@@ -24,18 +24,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from datamodules.tensor_batches import TensorBatches
-from hw2lab.data_files import require
+from datamodules.tensor_batches import InMemoryDataModule
+from hw2lab.data_files import IMAGE_SUFFIXES, require
 from hw2lab.errors import HW2LabError, check
 
 log = logging.getLogger("hw2lab")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 LAYOUTS = ("food11", "image_folder")
 SPLITS = ("train", "val", "test")
 # ITU-R 601 luma, as torchvision's grayscale conversion.
@@ -271,8 +269,9 @@ class FoodTransforms:
         return (pixels * self.std.to(pixels.device) + self.mean.to(pixels.device)).clamp(0, 1)
 
 
-class FoodDataModule(L.LightningDataModule):
-    """Food photos in memory as uint8 tensors per split, batched with TensorBatches, transformed on device."""
+class FoodDataModule(InMemoryDataModule):
+    """Food photos in memory as uint8 tensors per split (`split_tensors`: images, labels), batched by
+    InMemoryDataModule, transformed on the device."""
 
     def __init__(
         self,
@@ -297,11 +296,10 @@ class FoodDataModule(L.LightningDataModule):
         url: str | None = None,
         sha256: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, seed)
         check(layout in LAYOUTS, f"data.layout must be one of {LAYOUTS}, got {layout!r}")
         check(len(class_names) >= 2, f"data.class_names needs at least 2 classes, got {list(class_names)}")
         check(len(set(class_names)) == len(class_names), "data.class_names has duplicates")
-        check(batch_size >= 1, f"data.batch_size must be >= 1, got {batch_size}")
         check(image_size >= 8, f"data.image_size must be >= 8, got {image_size}")
         check(crop is None or crop >= 1, f"data.crop must be null or a positive pixel count, got {crop}")
         check(0 <= val_fraction < 1, f"data.val_fraction must be in [0, 1), got {val_fraction}")
@@ -320,12 +318,19 @@ class FoodDataModule(L.LightningDataModule):
         self.split_lists = dict(split_lists or {})
         self.val_fraction, self.split = val_fraction, list(split)
         self.image_size, self.crop = image_size, crop
-        self.batch_size, self.seed = batch_size, seed
         self.download, self.url, self.sha256 = download, url, sha256
         self.transforms = FoodTransforms(mean, std, hflip, crop_scale, color_jitter)
-        self.images: dict[str, torch.Tensor] = {}
-        self.labels: dict[str, torch.Tensor] = {}
         self._augment_generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def images(self) -> dict[str, torch.Tensor]:
+        """uint8 (N, 3, S, S) images of each split set up so far."""
+        return {split: tensors[0] for split, tensors in self.split_tensors.items()}
+
+    @property
+    def labels(self) -> dict[str, torch.Tensor]:
+        """Class indices of each split set up so far."""
+        return {split: tensors[1] for split, tensors in self.split_tensors.items()}
 
     # --- listing -------------------------------------------------------------------------------------
     def list_files(self) -> dict[str, LabelledFiles]:
@@ -375,12 +380,14 @@ class FoodDataModule(L.LightningDataModule):
 
     # --- Lightning hooks ------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        if self.images:
+        if self.split_tensors:
             return
+        splits = {}
         for split, files in self.list_files().items():
             images, labels = decode_images(files, self.image_size, self.crop)
             check(len(images) > 0, f"the {split} split has no readable images ({len(files)} file(s) listed)")
-            self.images[split], self.labels[split] = images, labels
+            splits[split] = (images, labels)
+        self.split_tensors = splits
         counts = torch.bincount(self.labels["train"], minlength=len(self.class_names)).tolist()
         log.info(
             "food images %dx%d, train/val/test = %d/%d/%d, train per class %s (layout %s, seed %d)",
@@ -391,29 +398,6 @@ class FoodDataModule(L.LightningDataModule):
             self.layout,
             self.seed,
         )
-
-    def _batches(self, split: str, shuffle: bool) -> TensorBatches:
-        return TensorBatches.for_trainer(
-            self.trainer,
-            self.images[split],
-            self.labels[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            seed=self.seed,
-        )
-
-    def train_dataloader(self) -> TensorBatches:
-        return self._batches("train", shuffle=True)
-
-    def val_dataloader(self) -> TensorBatches:
-        return self._batches("val", shuffle=False)
-
-    def test_dataloader(self) -> TensorBatches:
-        return self._batches("test", shuffle=False)
-
-    def eval_batches(self, split: str) -> TensorBatches:
-        """Un-augmented batches of any split (e.g. the clean training accuracy at test time)."""
-        return self._batches(split, shuffle=False)
 
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):
         images, labels = batch

@@ -10,18 +10,15 @@ import logging
 import re
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from datamodules.tensor_batches import TensorBatches
-from hw2lab.data_files import require
+from datamodules.tensor_batches import InMemoryDataModule
+from hw2lab.data_files import IMAGE_SUFFIXES, require
 from hw2lab.errors import HW2LabError, check
 
 log = logging.getLogger("hw2lab")
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
 def split_indices(count: int, ratios: list[float], seed: int) -> list[torch.Tensor]:
@@ -48,7 +45,7 @@ def fit_images(images: torch.Tensor, crop: int | None, image_size: int) -> torch
     return images.clamp(0, 1)
 
 
-class InMemoryImageDataModule(L.LightningDataModule):
+class InMemoryImageDataModule(InMemoryDataModule):
     """Split, binarise and batch a float image tensor (N, C, H, W) in [0, 1]; subclasses load it."""
 
     def __init__(
@@ -63,31 +60,24 @@ class InMemoryImageDataModule(L.LightningDataModule):
         seed: int = 42,
         download: bool = False,
         max_images: int | None = None,
-        updates_per_step: int = 1,
     ) -> None:
-        super().__init__()
-        check(batch_size >= 1, f"data.batch_size must be >= 1, got {batch_size}")
+        super().__init__(batch_size=batch_size, seed=seed)
         check(image_size >= 4, f"data.image_size must be >= 4, got {image_size}")
         self.data_dir = data_dir
         self.image_size = image_size
         self.channels = channels
-        self.batch_size = batch_size
         self.split = list(split)
         self.crop = crop
         self.binarize = binarize
-        self.seed = seed
         self.download = download
         self.max_images = max_images
-        check(updates_per_step >= 1, f"data.updates_per_step must be >= 1, got {updates_per_step}")
-        self.updates_per_step = updates_per_step
-        self.splits: dict[str, torch.Tensor] = {}
 
     def load_images(self) -> torch.Tensor:
         """Return all images as float (N, C, H, W) in [0, 1] at their stored size."""
         raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
+        if self.split_tensors:
             return
         images = self.load_images()
         if self.max_images:
@@ -97,46 +87,29 @@ class InMemoryImageDataModule(L.LightningDataModule):
         if self.binarize:
             images = (images > 0.5).float()
         parts = split_indices(len(images), self.split, self.seed)
-        self.splits = {
-            name: images[index].contiguous() for name, index in zip(("train", "val", "test"), parts)
+        self.split_tensors = {
+            name: (images[index].contiguous(),) for name, index in zip(("train", "val", "test"), parts)
         }
-        check(len(self.splits["train"]) > 0, f"no training images after the split {self.split}")
+        check(len(self.images("train")) > 0, f"no training images after the split {self.split}")
         log.info(
             "images: %s, split train/val/test = %d/%d/%d (ratios %s, seed %d)",
             tuple(images.shape[1:]),
-            *(len(self.splits[name]) for name in ("train", "val", "test")),
+            *(len(self.images(name)) for name in ("train", "val", "test")),
             self.split,
             self.seed,
         )
 
-    def _batches(self, name: str, shuffle: bool, group: int = 1) -> TensorBatches:
-        return TensorBatches.for_trainer(
-            self.trainer,
-            self.splits[name],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            seed=self.seed,
-            group=group,
-        )
-
-    def train_dataloader(self) -> TensorBatches:
-        # DDP all-reduces gradients once per forward of its wrapper, i.e. once per Lightning step: with
-        # several processes every step is one update.
-        world_size = self.trainer.world_size if self.trainer is not None else 1
-        return self._batches("train", shuffle=True, group=self.updates_per_step if world_size == 1 else 1)
-
-    def val_dataloader(self) -> TensorBatches:
-        return self._batches("val", shuffle=False)
-
-    def test_dataloader(self) -> TensorBatches:
-        return self._batches("test", shuffle=False)
+    def images(self, split: str) -> torch.Tensor:
+        """All images of a split (train, val or test), (N, C, H, W) in [0, 1]."""
+        self.setup()
+        (images,) = self.split_tensors[split]
+        return images
 
     def examples(self, count: int, split: str = "val") -> torch.Tensor:
         """The first `count` images of a split (falls back to train when the split is empty): fixed
         images for the figures, the same every epoch and every run of a sweep."""
-        self.setup()
-        images = self.splits[split] if len(self.splits[split]) else self.splits["train"]
-        return images[:count]
+        images = self.images(split)
+        return (images if len(images) else self.images("train"))[:count]
 
 
 class TibetanMNISTDataModule(InMemoryImageDataModule):

@@ -52,15 +52,24 @@ def require(
     target = root / relative
     if target.exists():
         return target
+    missing = f"missing dataset file {relative}: looked for {target} ({DATA_DIR_HINT})"
     if download and url:
-        _download(url, sha256, target, root / extract_to if extract_to is not None else root)
+        try:
+            _download(url, sha256, target, root / extract_to if extract_to is not None else root)
+        except OfflineError as error:
+            # Offline, the same one line as without download, saying what was tried.
+            raise HW2LabError(
+                f"{missing}; downloading it from {url} failed ({error}): are you online?"
+            ) from None
         if target.exists():
             return target
         raise HW2LabError(f"downloaded {url} but it did not contain {relative} (looked for {target})")
     how = f"download it from {url} (or run with download=true while online)" if url else "see docs/data.md"
-    raise HW2LabError(
-        f"missing dataset file {relative}: looked for {target} ({DATA_DIR_HINT}); to get it, {how}"
-    )
+    raise HW2LabError(f"{missing}; to get it, {how}")
+
+
+class OfflineError(Exception):
+    """The source could not be reached."""
 
 
 def _download(url: str, sha256: str | None, target: Path, extract_root: Path) -> None:
@@ -69,10 +78,10 @@ def _download(url: str, sha256: str | None, target: Path, extract_root: Path) ->
     with tempfile.TemporaryDirectory() as tmp:
         partial = Path(tmp) / "download"
         try:
-            with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
+            with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
                 shutil.copyfileobj(response, out)
         except (urllib.error.URLError, OSError) as error:
-            raise HW2LabError(f"could not download {url} ({error}); are you online?") from None
+            raise OfflineError(" ".join(str(error).split())) from None
         if sha256 is not None:
             actual = sha256_of(partial)
             if actual != sha256:

@@ -14,6 +14,7 @@ import sys
 import time
 import traceback
 import typing
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from hw2lab.compose import machine
 from hw2lab.errors import HW2LabError
 
 log = logging.getLogger("hw2lab")
@@ -108,10 +110,14 @@ def run(cfg: DictConfig) -> float:
     """
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    overrides = _task_overrides()
     record: dict[str, Any] = {
         "task": cfg.task_name,
         "status": "running",
-        "overrides": _task_overrides(),
+        "command": " ".join(["python run.py", *overrides]),
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "machine": machine(),
+        "overrides": overrides,
         "hparams": key_hparams(cfg),
     }
     started = time.perf_counter()

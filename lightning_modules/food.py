@@ -1,7 +1,7 @@
 """Food image classifiers: the course report's small CNN and a stronger from-scratch CNN, with L2.
 
-L2 regularisation adds ½·λ·Σ‖w‖² over the weights of every conv and linear layer (not biases or BatchNorm)
-to the objective. `l2_mode` says where it enters:
+L2 regularisation adds ½·λ·Σ‖w‖² over the weights `hw2lab.training.decayed_parameters` picks (here: every
+conv kernel and linear matrix; not biases or BatchNorm) to the objective. `l2_mode` says where it enters:
 - `optimizer`: Adam's `weight_decay=λ` on those weights (Adam adds λ·w to their gradient: coupled L2);
 - `loss`: the term itself is added to the training loss, and autograd yields the same λ·w.
 Both give the same updates; `train/l2` logs the penalty's value either way, so its effect shows.
@@ -9,17 +9,17 @@ Both give the same updates; `train/l2` logs the penalty's value either way, so i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import functools
+from collections.abc import Callable, Sequence
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hw2lab.errors import check
+from hw2lab.training import TaskModule, decayed_parameters, eval_mode
 
 L2_MODES = ("optimizer", "loss")
-SCHEDULERS = ("cosine", "none")
 
 
 class ReportCNN(nn.Module):
@@ -89,15 +89,9 @@ class FoodCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-def decayed_parameters(net: nn.Module) -> Iterator[torch.Tensor]:
-    """The weights L2 applies to: those of conv and linear layers."""
-    for module in net.modules():
-        if isinstance(module, nn.Conv2d | nn.Linear):
-            yield module.weight
-
-
 def l2_penalty(net: nn.Module, weight_decay: float) -> torch.Tensor:
-    """½·λ·Σ‖w‖², whose gradient λ·w is what Adam's weight_decay adds."""
+    """½·λ·Σ‖w‖² over the decayed weights (conv kernels and linear matrices here), whose gradient λ·w is
+    what Adam's weight_decay adds."""
     return 0.5 * weight_decay * sum(weight.pow(2).sum() for weight in decayed_parameters(net))
 
 
@@ -125,32 +119,42 @@ def mix_batch(images: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.T
     return mixed, partners, 1 - cut_h * cut_w / (height * width)
 
 
-class FoodClassifier(L.LightningModule):
+class FoodClassifier(TaskModule):
     """Cross-entropy training of a food CNN; logs loss (plain cross-entropy), acc and the L2 penalty per
-    epoch, and at test time also the un-augmented training accuracy and the train-test gap."""
+    epoch. (The un-augmented training accuracy at test time is callbacks.food.TrainAccuracyAtTest's.)
+
+    `optimizer` is a partial without weight_decay: the L2 strength is `weight_decay`, which goes to the
+    optimiser (decayed parameter group only) when `l2_mode` is "optimizer" and into the loss when "loss".
+    """
 
     def __init__(
         self,
-        net: Callable[..., nn.Module],
+        net: Callable[..., nn.Module] | nn.Module,
         class_names: list[str],
-        lr: float = 1e-3,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        scheduler_interval: str = "epoch",
         weight_decay: float = 0.0,
         l2_mode: str = "optimizer",
         label_smoothing: float = 0.0,
-        scheduler: str = "cosine",
         mix_prob: float = 0.0,
         mix_alpha: float = 1.0,
     ) -> None:
-        super().__init__()
-        class_names = [str(name) for name in class_names]  # plain list: checkpoints load with weights_only
-        check(lr > 0, f"model.lr must be > 0, got {lr}")
         check(weight_decay >= 0, f"model.weight_decay must be >= 0, got {weight_decay}")
         check(l2_mode in L2_MODES, f"l2_mode must be one of {L2_MODES}, got {l2_mode!r}")
+        check(
+            "weight_decay" not in getattr(optimizer, "keywords", {}),
+            "set the L2 strength with weight_decay (model.weight_decay), not model.optimizer.weight_decay",
+        )
         check(0 <= label_smoothing < 1, f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
-        check(scheduler in SCHEDULERS, f"model.scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
         check(0 <= mix_prob <= 1, f"model.mix_prob must be in [0, 1], got {mix_prob}")
         check(mix_alpha > 0, f"model.mix_alpha must be > 0, got {mix_alpha}")
-        self.save_hyperparameters(ignore=["net"], logger=False)
+        optimizer_decay = float(weight_decay) if l2_mode == "optimizer" else 0.0
+        if callable(optimizer):
+            optimizer = functools.partial(optimizer, weight_decay=optimizer_decay)
+        super().__init__(optimizer, scheduler, scheduler_interval)
+        class_names = [str(name) for name in class_names]  # plain list: checkpoints load with weights_only
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.class_names = list(class_names)
         # The config gives the net as a partial: the number of classes comes from the data's class names.
         self.net = net(num_classes=len(self.class_names)) if not isinstance(net, nn.Module) else net
@@ -158,9 +162,6 @@ class FoodClassifier(L.LightningModule):
         self.l2_mode = l2_mode
         self.label_smoothing = float(label_smoothing)
         self.mix_prob, self.mix_alpha = float(mix_prob), float(mix_alpha)
-        # Epoch sums (cross-entropy × size, correct predictions) on the device; see vae.py for why.
-        self._sums: dict[str, torch.Tensor] = {}
-        self._counts: dict[str, int] = {}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -172,22 +173,14 @@ class FoodClassifier(L.LightningModule):
             loss = loss + l2_penalty(self.net, self.weight_decay)
         return loss
 
-    def _accumulate(self, stage: str, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    def _add_batch(self, stage: str, logits: torch.Tensor, labels: torch.Tensor) -> None:
         logits = logits.detach().float()
-        cross_entropy = F.cross_entropy(logits, labels, reduction="sum")
-        correct = (logits.argmax(dim=1) == labels).sum()
-        values = torch.stack([cross_entropy, correct.float()])
-        if stage in self._sums:
-            self._sums[stage].add_(values)
-            self._counts[stage] += labels.shape[0]
-        else:
-            self._sums[stage], self._counts[stage] = values, labels.shape[0]
-
-    def _epoch_means(self, stage: str) -> dict[str, torch.Tensor]:
-        if stage not in self._sums:
-            return {}
-        sums, count = self._sums.pop(stage), self._counts.pop(stage)
-        return {f"{stage}/loss": sums[0] / count, f"{stage}/acc": sums[1] / count}
+        self.accumulate(
+            stage,
+            labels.shape[0],
+            loss=F.cross_entropy(logits, labels),
+            acc=(logits.argmax(dim=1) == labels).float().mean(),
+        )
 
     def training_forward(
         self, images: torch.Tensor, labels: torch.Tensor
@@ -204,58 +197,34 @@ class FoodClassifier(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
         logits, loss = self.training_forward(images, labels)
-        self._accumulate("train", logits, labels)  # on mixed batches: against the larger share's labels
+        self._add_batch("train", logits, labels)  # on mixed batches: against the larger share's labels
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
-        self._accumulate("val", self.net(images), labels)
+        self._add_batch("val", self.net(images), labels)
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Returns the batch's logits (callbacks see them in on_test_batch_end)."""
         images, labels = batch
-        self._accumulate("test", self.net(images), labels)
+        logits = self.net(images)
+        self._add_batch("test", logits, labels)
+        return logits.detach()
 
     def on_train_epoch_end(self) -> None:
-        metrics = self._epoch_means("train")
         with torch.no_grad():
-            metrics["train/l2"] = l2_penalty(self.net, self.weight_decay).detach()
-        self.log_dict(metrics, sync_dist=True)
+            self.log_epoch("train", l2=l2_penalty(self.net, self.weight_decay).detach())
 
-    def on_validation_epoch_end(self) -> None:
-        self.log_dict(self._epoch_means("val"), sync_dist=True)
-
-    def on_test_epoch_end(self) -> None:
-        metrics = self._epoch_means("test")
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if metrics and datamodule is not None and hasattr(datamodule, "eval_batches"):
-            # Training accuracy as the report measured it: the training images without augmentation.
-            correct = torch.zeros((), device=self.device)
-            total = 0
-            for images, labels in datamodule.eval_batches("train"):
-                images, labels = images.to(self.device), labels.to(self.device)
-                predictions = self.net(datamodule.prepare(images, training=False)).argmax(dim=1)
-                correct += (predictions == labels).sum()
-                total += labels.shape[0]
-            metrics["test/train_acc"] = correct / max(total, 1)
-            metrics["test/train_test_gap"] = metrics["test/train_acc"] - metrics["test/acc"]
-        self.log_dict(metrics, sync_dist=True)
-
-    def configure_optimizers(self):
-        decayed = {id(p) for p in decayed_parameters(self.net)}
-        weights = [p for p in self.parameters() if id(p) in decayed]
-        others = [p for p in self.parameters() if id(p) not in decayed]
-        optimizer_decay = self.weight_decay if self.l2_mode == "optimizer" else 0.0
-        optimizer = torch.optim.Adam(
-            [{"params": weights, "weight_decay": optimizer_decay}, {"params": others, "weight_decay": 0.0}],
-            lr=self.hparams.lr,
-        )
-        trainer = self._trainer
-        if self.hparams.scheduler == "none" or trainer is None:
-            return optimizer
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, trainer.max_epochs))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
-
-    @torch.no_grad()
+    # -- what the figure callbacks use (callbacks.food.FoodModel)
     def predict_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits for normalised images on the module's device (figures)."""
-        return self.net(images).float()
+        """Logits for normalised images on the module's device, in evaluation mode."""
+        with eval_mode(self):
+            return self.net(images).float()
+
+    def weight_layers(self) -> list[tuple[str, nn.Module]]:
+        """The net's conv and linear layers by name (as in the net's state dict), in network order."""
+        return [
+            (name, module)
+            for name, module in self.net.named_modules()
+            if isinstance(module, nn.Conv2d | nn.Linear)
+        ]

@@ -9,14 +9,15 @@ the KL ten times as much as a whole image's reconstruction.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hw2lab.errors import check
+from hw2lab.training import TaskModule
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 EVAL_NOISE_SEED = 0  # the reparameterisation noise of every evaluation pass
@@ -122,34 +123,36 @@ class ConvVAE(nn.Module):
         return self.decoder(z)
 
 
-class VAEModule(L.LightningModule):
-    """Trains a VAE net (MLPVAE or ConvVAE) and logs -ELBO, reconstruction and KL per epoch."""
+class VAEModule(TaskModule):
+    """Trains a VAE net (MLPVAE or ConvVAE) and logs -ELBO, reconstruction and KL per epoch.
+
+    One optimiser update per training step (automatic optimisation); the optimiser is `model.optimizer`.
+    """
 
     def __init__(
         self,
         net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
         likelihood: str = "bernoulli",
         kl_weight: float = 1.0,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer=optimizer)
         check(likelihood in LIKELIHOODS, f"model.likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        check(
+            isinstance(kl_weight, int | float) and not isinstance(kl_weight, bool),
+            f"kl_weight must be a number, got {kl_weight!r}",
+        )
         check(kl_weight >= 0, f"kl_weight must be >= 0, got {kl_weight}")
-        check(lr > 0, f"model.lr must be > 0, got {lr}")
-        self.save_hyperparameters(ignore=["net"], logger=False)
-        # The optimizer steps are ours: a training batch may hold several minibatches (see
-        # TensorBatches.group), each one Adam update, so Lightning's per-step cost is paid once per group.
-        self.automatic_optimization = False
+        self.save_hyperparameters(ignore=["net", "optimizer"], logger=False)
         self.net = net
         self.likelihood = likelihood
         self.kl_weight = float(kl_weight)
-        # Epoch sums of (recon, kl, neg_elbo, loss) weighted by batch size, kept on the device: summing
-        # here costs one in-place add per step, where self.log per step costs far more on small models.
-        self._sums: dict[str, torch.Tensor] = {}
-        self._counts: dict[str, int] = {}
         # Made at each evaluation start (so it is never pickled for DDP spawn).
         self._eval_generator: torch.Generator | None = None
+
+    @property
+    def latent_dim(self) -> int:
+        return self.net.latent_dim
 
     def forward(self, x: torch.Tensor) -> VAEOutput:
         mu, logvar = self.net.encode(x)
@@ -167,30 +170,13 @@ class VAEModule(L.LightningModule):
             noise = torch.randn(mu.shape, generator=self._eval_generator).to(mu.device, mu.dtype)
         z = mu + noise * torch.exp(0.5 * logvar)  # reparameterisation, also when evaluating
         terms = vae_loss(VAEOutput(self.net.decode(z), mu, logvar), images, self.likelihood, self.kl_weight)
-        values = torch.stack([terms.recon, terms.kl, terms.neg_elbo, terms.loss]).detach().float()
-        size = images.shape[0]
-        if stage in self._sums:
-            self._sums[stage].add_(values, alpha=size)
-            self._counts[stage] += size
-        else:
-            self._sums[stage], self._counts[stage] = values * size, size
+        self.accumulate(
+            stage, images.shape[0], recon=terms.recon, kl=terms.kl, neg_elbo=terms.neg_elbo, loss=terms.loss
+        )
         return terms.loss
 
-    def _log_epoch(self, stage: str) -> None:
-        if stage not in self._sums:
-            return
-        means = self._sums.pop(stage) / self._counts.pop(stage)
-        names = ("recon", "kl", "neg_elbo", "loss")
-        self.log_dict({f"{stage}/{name}": value for name, value in zip(names, means)}, sync_dist=True)
-
-    def training_step(self, batch: tuple | list[tuple], batch_idx: int) -> torch.Tensor:
-        optimizer = self.optimizers()
-        for minibatch in batch if isinstance(batch, list) else [batch]:
-            loss = self._step(minibatch, "train")
-            optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            optimizer.step()
-        return loss.detach()
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -206,18 +192,6 @@ class VAEModule(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self._eval_generator = torch.Generator().manual_seed(EVAL_NOISE_SEED)
-
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
     # Used by the figure callbacks; inputs and outputs live on the module's device.
     @torch.no_grad()

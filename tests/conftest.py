@@ -9,6 +9,13 @@ import pytest
 from helpers import REPO_ROOT, run_cli
 
 
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch):
+    """Tests never reach for the network: a missing file is the offline one-line error (runs in subprocesses
+    inherit this too). The test of the default unsets it."""
+    monkeypatch.setenv("HW2LAB_DOWNLOAD", "false")
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import assert_run_outputs, compose_config
+from omegaconf import open_dict
 
 from callbacks.covid import NOT_COUNTRIES, Baselines, DataReport, WindowClassifier, fit_baselines, map_country
 from datamodules.covid import (
@@ -362,3 +363,16 @@ def test_two_job_sweep(cli, data_dir, tmp_path):
     assert json.loads((sweep / "1" / "metrics.json").read_text())["hparams"]["data.interval"] == 5
     assert (sweep / "summary.csv").is_file() and (sweep / "summary.md").is_file()
     assert (sweep / "comparison.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "interval, windows, ups, downs", [(3, 3688, 1891, 1797), (5, 4569, 2270, 2299), (7, 5015, 2418, 2597)]
+)
+def test_the_first_reports_window_counts_are_reproduced_exactly(real_data_dir, interval, windows, ups, downs):
+    cfg = compose_config(["experiment=covid_report_001", f"interval={interval}"])
+    with open_dict(cfg):
+        cfg.data.data_dir = str(real_data_dir)
+    datamodule = build(cfg.data, "data")
+    datamodule.setup("fit")
+    labels = np.concatenate([datamodule.split_arrays(split)[1] for split in ("train", "val", "test")])
+    assert (len(labels), int((labels == 1).sum()), int((labels == 0).sum())) == (windows, ups, downs)

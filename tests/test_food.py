@@ -1,22 +1,34 @@
-"""The food task: both on-disk layouts on generated JPEGs, bad files, L2 by hand, transforms, networks,
-the real Food-101 subset's split, and a 2-job weight-decay sweep through run.py."""
+"""The food task: both on-disk layouts on generated JPEGs, bad files, L2 by hand, the optimiser and schedule
+from config, transforms, networks, the test-time training accuracy, the real 10-class Food-101 set's split, and a
+2-job weight-decay sweep through run.py."""
 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
 from helpers import assert_run_outputs, compose_config
 from PIL import Image
 
-from datamodules.food import FoodDataModule, FoodTransforms, LabelledFiles, decode_images, jitter_colors
+from callbacks.food import FoodData, FoodModel, TrainAccuracyAtTest, predict_split
+from datamodules.food import (
+    FoodDataModule,
+    FoodTransforms,
+    LabelledFiles,
+    decode_images,
+    jitter_colors,
+    stratified_split,
+)
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import build
+from hw2lab.training import decayed_parameters
 from lightning_modules.food import FoodClassifier, FoodCNN, ReportCNN, l2_penalty, mix_batch
 
 FOOD11_CLASSES = [
@@ -68,6 +80,11 @@ def make_image_folder(root: Path, per_class: int = 6) -> Path:
     (root / "meta" / "train.txt").write_text("\n".join(train_lines) + "\n")
     (root / "meta" / "test.txt").write_text("\n".join(test_lines) + "\n")
     return root
+
+
+def adam(lr: float = 1e-3) -> functools.partial:
+    """What `model.optimizer` instantiates to."""
+    return functools.partial(torch.optim.Adam, lr=lr)
 
 
 def food11_module(data_dir: Path, **overrides) -> FoodDataModule:
@@ -208,9 +225,13 @@ def test_missing_data_and_bad_values_are_clear_errors(tmp_path):
     with pytest.raises(HW2LabError, match="data.crop_scale"):
         food11_module(tmp_path, crop_scale=[0.5, 1.5])
     with pytest.raises(HW2LabError, match="l2_mode"):
-        FoodClassifier(FoodCNN, FOOD11_CLASSES, l2_mode="decoupled")
+        FoodClassifier(FoodCNN, FOOD11_CLASSES, adam(), l2_mode="decoupled")
     with pytest.raises(HW2LabError, match="weight_decay"):
-        FoodClassifier(FoodCNN, FOOD11_CLASSES, weight_decay=-1)
+        FoodClassifier(FoodCNN, FOOD11_CLASSES, adam(), weight_decay=-1)
+    with pytest.raises(HW2LabError, match="not model.optimizer.weight_decay"):
+        FoodClassifier(FoodCNN, FOOD11_CLASSES, functools.partial(torch.optim.Adam, weight_decay=0.1))
+    with pytest.raises(HW2LabError, match="bad model.optimizer"):
+        FoodClassifier(FoodCNN, FOOD11_CLASSES, adam(lr=-1))
     with pytest.raises(HW2LabError, match="divisible by 8"):
         ReportCNN(num_classes=11, image_size=60)
 
@@ -286,7 +307,7 @@ def test_report_cnn_is_the_report_architecture():
 def test_l2_loss_term_matches_the_formula_by_hand():
     torch.manual_seed(0)
     module = FoodClassifier(
-        FoodCNN(num_classes=3, widths=[4, 8]), FOLDER_CLASSES, weight_decay=0.1, l2_mode="loss"
+        FoodCNN(num_classes=3, widths=[4, 8]), FOLDER_CLASSES, adam(), weight_decay=0.1, l2_mode="loss"
     )
     logits, labels = torch.randn(5, 3), torch.tensor([0, 1, 2, 1, 0])
     squared = sum(
@@ -297,7 +318,7 @@ def test_l2_loss_term_matches_the_formula_by_hand():
     expected = F.cross_entropy(logits, labels) + 0.5 * 0.1 * squared
     assert torch.allclose(module.training_loss(logits, labels), expected)
     assert torch.allclose(l2_penalty(module.net, 0.1), 0.5 * 0.1 * squared)
-    in_optimizer = FoodClassifier(module.net, FOLDER_CLASSES, weight_decay=0.1, l2_mode="optimizer")
+    in_optimizer = FoodClassifier(module.net, FOLDER_CLASSES, adam(), weight_decay=0.1, l2_mode="optimizer")
     assert torch.allclose(in_optimizer.training_loss(logits, labels), F.cross_entropy(logits, labels))
 
 
@@ -318,7 +339,7 @@ def test_l2_in_the_loss_and_in_the_optimizer_give_the_same_update():
 
     def train(weight_decay: float, mode: str) -> torch.Tensor:
         module = FoodClassifier(
-            copy.deepcopy(net), FOLDER_CLASSES, lr=0.01, weight_decay=weight_decay, l2_mode=mode
+            copy.deepcopy(net), FOLDER_CLASSES, adam(0.01), weight_decay=weight_decay, l2_mode=mode
         )
         return trained_parameters(module, images, labels)
 
@@ -327,20 +348,116 @@ def test_l2_in_the_loss_and_in_the_optimizer_give_the_same_update():
     assert not torch.allclose(in_optimizer, without, atol=1e-4), "L2 changes the update"
 
 
+@pytest.mark.parametrize(
+    "net", [ReportCNN(num_classes=3, image_size=16), FoodCNN(num_classes=3, widths=[4, 8])], ids=str
+)
+def test_l2_applies_to_exactly_the_conv_and_linear_weights(net):
+    """The shared rule (>= 2-D, not norm layers) picks the set food always decayed: no bias, no BatchNorm."""
+    expected = [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    assert [id(p) for p in decayed_parameters(net)] == [id(p) for p in expected]
+
+
+@pytest.mark.parametrize("mode, decay", [("optimizer", 0.3), ("loss", 0.0)])
+def test_the_optimizer_decays_only_the_weights_and_only_in_optimizer_mode(mode, decay):
+    module = FoodClassifier(
+        FoodCNN(num_classes=3, widths=[4, 8]), FOLDER_CLASSES, adam(), weight_decay=0.3, l2_mode=mode
+    )
+    optimizer = module.configure_optimizers()
+    decayed, others = optimizer.param_groups
+    assert {id(p) for p in decayed["params"]} == {id(p) for p in decayed_parameters(module.net)}
+    assert decayed["weight_decay"] == decay and others["weight_decay"] == 0.0
+    assert len(decayed["params"]) + len(others["params"]) == len(list(module.parameters()))
+
+
+def test_model_configs_give_adam_and_the_per_epoch_cosine_schedule(tmp_path):
+    cfg = compose_config(["task=food", "trainer.max_epochs=7", "model.optimizer.lr=0.005"], tmp_path)
+    module = build(cfg.model)
+    configured = module.configure_optimizers()
+    optimizer, schedule = configured["optimizer"], configured["lr_scheduler"]
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["lr"] == 0.005
+    assert optimizer.param_groups[0]["weight_decay"] == cfg.weight_decay
+    assert isinstance(schedule["scheduler"], torch.optim.lr_scheduler.CosineAnnealingLR)
+    assert schedule["scheduler"].T_max == 7 and schedule["interval"] == "epoch"
+    report = build(compose_config(["experiment=food_report_cnn3"], tmp_path).model)
+    constant = report.configure_optimizers()  # the report's setting: Adam 1e-3, no schedule, no L2
+    assert isinstance(constant, torch.optim.Adam) and constant.defaults["lr"] == 1e-3
+    assert constant.param_groups[0]["weight_decay"] == 0.0
+
+
+def test_the_module_and_datamodule_offer_what_the_callbacks_declare(tmp_path):
+    module = FoodClassifier(FoodCNN(num_classes=3, widths=[4, 8], convs_per_stage=1), FOLDER_CLASSES, adam())
+    datamodule = folder_module(tmp_path)
+    for protocol, instance in ((FoodModel, module), (FoodData, datamodule)):
+        declared = [name for name in vars(protocol) if not name.startswith("_")]
+        declared += list(protocol.__annotations__)
+        assert all(hasattr(instance, name) for name in declared), protocol.__name__
+    layers = module.weight_layers()
+    assert [name for name, _ in layers] == ["features.0.0", "features.2.0", "classifier.3"]
+    module.train()
+    logits = module.predict_images(torch.randn(2, 3, 16, 16))
+    assert logits.shape == (2, 3) and not logits.requires_grad and module.training, "eval only inside"
+
+
+def test_training_accuracy_at_test_time_is_a_callback(tmp_path):
+    """test/train_acc: the un-augmented training images, as the figures predict them; the gap subtracts the
+    test accuracy the module logs."""
+    make_food11(tmp_path / "food11", {"training": 2, "validation": 1, "evaluation": 1}, classes=3)
+    datamodule = food11_module(tmp_path, class_names=FOOD11_CLASSES[:3], batch_size=4)
+    torch.manual_seed(0)
+    module = FoodClassifier(FoodCNN(num_classes=3, widths=[4]), FOOD11_CLASSES[:3], adam())
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[TrainAccuracyAtTest()],
+    )
+    (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
+    predicted, true = predict_split(module, datamodule, "train")
+    assert metrics["test/train_acc"] == pytest.approx((predicted == true).float().mean().item())
+    assert metrics["test/train_test_gap"] == pytest.approx(metrics["test/train_acc"] - metrics["test/acc"])
+    without = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    (plain,) = without.test(module, datamodule=datamodule, verbose=False)
+    assert set(plain) == {"test/loss", "test/acc"}, "the module alone makes no extra pass"
+
+
 # --- real data -------------------------------------------------------------------------------------
 
 
-def test_real_food101_subset_uses_the_official_split(real_data_dir):
-    """The default config on the real copy: meta lists filtered to the 920 files present (69/23 per class),
-    10 of each class's 69 training images held out for validation."""
+def test_validation_is_a_seeded_stratified_carve_out():
+    labels = [label for label in range(4) for _ in range(25 + 5 * label)]  # 25, 30, 35, 40 per class
+    fit, val = stratified_split(labels, [0.8, 0.2], seed=3)
+    assert sorted(fit + val) == list(range(len(labels))), "every position in exactly one part"
+    per_class = torch.bincount(torch.tensor([labels[i] for i in val])).tolist()
+    assert per_class == [5, 6, 7, 8], "20 % of each class"
+    assert stratified_split(labels, [0.8, 0.2], seed=3) == [fit, val]
+    assert stratified_split(labels, [0.8, 0.2], seed=4)[1] != val
+
+
+def test_real_food101_10class_uses_the_official_split(real_data_dir):
+    """The default data on the real copy: Food-101's meta lists (375 / 125 photos per class, all present);
+    a seeded 20 % of each class's training list (75) is the validation split."""
     cfg = compose_config(["task=food", f"paths.data_dir={real_data_dir}"])
     datamodule = build(cfg.data)
     files = datamodule.list_files()
     counts = {split: torch.bincount(torch.tensor(files[split].labels)).tolist() for split in files}
-    assert counts == {"train": [59] * 10, "val": [10] * 10, "test": [23] * 10}
-    train_names = {path.name for path in files["train"].paths + files["val"].paths}
-    assert not train_names & {path.name for path in files["test"].paths}
-    images, labels = decode_images(files["test"].subset(range(0, 230, 23)), image_size=64, crop=None)
+    assert counts == {"train": [300] * 10, "val": [75] * 10, "test": [125] * 10}
+    meta = real_data_dir / "food101_10class" / "meta"
+
+    def keys(paths: list[Path]) -> set[str]:
+        return {f"{path.parent.name}/{path.stem}" for path in paths}
+
+    listed = {split: set((meta / f"{split}.txt").read_text().split()) for split in ("train", "test")}
+    assert keys(files["train"].paths) | keys(files["val"].paths) == listed["train"]
+    assert not keys(files["train"].paths) & keys(files["val"].paths)
+    assert keys(files["test"].paths) == listed["test"]
+    for files_of_split in files.values():  # the label is the folder's class
+        names = [datamodule.class_names[label] for label in files_of_split.labels]
+        assert names == [path.parent.name for path in files_of_split.paths]
+    images, labels = decode_images(files["test"].subset(range(0, 1250, 125)), image_size=64, crop=None)
     assert images.shape == (10, 3, 64, 64) and labels.tolist() == list(range(10))
     assert 20 < images.float().mean() < 235, "real photos, not blank"
 
@@ -348,6 +465,7 @@ def test_real_food101_subset_uses_the_official_split(real_data_dir):
 # --- end to end --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_weight_decay_sweep_end_to_end(cli, tmp_path):
     data_dir = tmp_path / "data"
     make_food11(data_dir / "food11", {"training": 3, "validation": 1, "evaluation": 2})
@@ -397,6 +515,7 @@ def test_weight_decay_sweep_end_to_end(cli, tmp_path):
     assert result.returncode == 0
 
 
+@pytest.mark.slow
 def test_bad_config_value_fails_before_training_in_one_line(cli, tmp_path):
     result = cli(["task=food", "l2_mode=decoupled", "trainer=debug"], data_dir=tmp_path, expect_ok=False)
     assert result.returncode != 0

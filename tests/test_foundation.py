@@ -46,9 +46,21 @@ def test_download_unpacks_zip_archives(tmp_path):
     assert got.read_text().startswith("Title")
 
 
-def test_offline_download_is_one_clear_line(tmp_path):
-    with pytest.raises(HW2LabError, match="could not download"):
+def test_offline_download_is_the_same_one_line_saying_what_was_tried(tmp_path):
+    with pytest.raises(HW2LabError) as error:
         require(tmp_path, "x.bin", url=(tmp_path / "nowhere.bin").as_uri(), download=True)
+    message = str(error.value)
+    assert message.startswith(f"missing dataset file x.bin: looked for {tmp_path / 'x.bin'}")
+    assert "failed" in message and "are you online?" in message and "\n" not in message
+
+
+def test_download_is_on_by_default_and_an_environment_variable_turns_it_off(tmp_path, monkeypatch):
+    monkeypatch.delenv("HW2LAB_DOWNLOAD", raising=False)
+    cfg = compose_config(["task=vae"], tmp_path)
+    assert cfg.download is True and cfg.data.download is True
+    monkeypatch.setenv("HW2LAB_DOWNLOAD", "false")
+    assert compose_config(["task=vae"], tmp_path).data.download is False
+    assert compose_config(["task=vae", "download=true"], tmp_path).data.download is True
 
 
 def test_tensor_batches_cover_every_sample_once_and_shard_for_ddp():

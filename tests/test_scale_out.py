@@ -104,7 +104,7 @@ def test_optuna_preset_puts_best_parameters_in_the_summary(cli, tmp_path, tibeta
         tibetan_dir,
     )
     summary = (tmp_path / "sweep" / "summary.md").read_text()
-    assert "best parameters" in summary and "model.lr" in summary
+    assert "best parameters" in summary and "model.optimizer.lr" in summary
     assert len(read_summary(tmp_path / "sweep")) == 2
 
 

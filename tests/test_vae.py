@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+from functools import partial
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,7 @@ from hw2lab.errors import HW2LabError
 from lightning_modules.vae import MLPVAE, ConvVAE, VAEModule, VAEOutput, vae_loss
 
 TINY = ["trainer.max_epochs=2", "data.batch_size=16", "logger=tensorboard"]
+ADAM = partial(torch.optim.Adam, lr=1e-3)
 
 
 @pytest.fixture
@@ -71,7 +74,9 @@ def test_loss_matches_hand_computation():
 )
 def test_nets_round_trip_shapes(net_class, shape):
     net = net_class(image_shape=shape, latent_dim=8)
-    module = VAEModule(net).eval()  # BatchNorm uses running statistics, as in the figure callbacks
+    module = VAEModule(
+        net, optimizer=ADAM
+    ).eval()  # BatchNorm uses running statistics, as in the figure callbacks
     images = torch.rand(3, *shape)
     mu, logvar = net.encode(images)
     assert mu.shape == logvar.shape == (3, 8)
@@ -100,12 +105,15 @@ def test_tibetan_datamodule_on_real_format(tibetan_dir):
         channels=1,
         image_size=28,
         binarize=True,
+        batch_size=32,
     )
     module.setup()
-    assert [len(module.splits[s]) for s in ("train", "val", "test")] == [48, 6, 6]
-    (batch,) = next(iter(module.train_dataloader()))
-    assert batch.shape == (48, 1, 28, 28) or batch.shape[1:] == (1, 28, 28)
-    assert set(torch.unique(batch).tolist()) <= {0.0, 1.0}
+    assert [len(module.images(s)) for s in ("train", "val", "test")] == [48, 6, 6]
+    batches = [images for (images,) in module.train_dataloader()]
+    assert [batch.shape for batch in batches] == [(32, 1, 28, 28), (16, 1, 28, 28)]
+    assert set(torch.unique(torch.cat(batches)).tolist()) <= {0.0, 1.0}
+    # every training image once per epoch (sums of 0/1 pixels are exact whatever the order)
+    assert torch.equal(torch.cat(batches).sum(0), module.images("train").sum(0))
 
 
 def test_face_folder_datamodule_resizes_and_crops(faces_dir):
@@ -113,9 +121,9 @@ def test_face_folder_datamodule_resizes_and_crops(faces_dir):
         folder="anime_faces/mlds_faces96", data_dir=str(faces_dir), channels=3, image_size=32, crop=80
     )
     module.setup()
-    total = sum(len(module.splits[s]) for s in ("train", "val", "test"))
-    assert total == 24 and module.splits["train"].shape[1:] == (3, 32, 32)
-    assert 0.0 <= module.splits["train"].min() and module.splits["train"].max() <= 1.0
+    total = sum(len(module.images(s)) for s in ("train", "val", "test"))
+    assert total == 24 and module.images("train").shape[1:] == (3, 32, 32)
+    assert 0.0 <= module.images("train").min() and module.images("train").max() <= 1.0
 
 
 def test_real_tibetan_mnist(real_data_dir):
@@ -123,7 +131,7 @@ def test_real_tibetan_mnist(real_data_dir):
         file="tibetan_mnist/TibetanMNIST.npz", data_dir=str(real_data_dir), channels=1, image_size=28
     )
     module.setup()
-    sizes = [len(module.splits[s]) for s in ("train", "val", "test")]
+    sizes = [len(module.images(s)) for s in ("train", "val", "test")]
     assert sum(sizes) == 17768 and sizes[0] == round(0.8 * 17768)
 
 
@@ -136,7 +144,7 @@ def test_real_anime_faces(real_data_dir):
         max_images=200,
     )
     module.setup()
-    assert module.splits["train"].shape[1:] == (3, 64, 64)
+    assert module.images("train").shape[1:] == (3, 64, 64)
 
 
 def test_config_composes_for_both_models_and_datasets(tmp_path):
@@ -148,13 +156,61 @@ def test_config_composes_for_both_models_and_datasets(tmp_path):
     ):
         cfg = compose_config(overrides, tmp_path)
         module = instantiate(cfg.model)
+        assert module.latent_dim == 32
         channels = cfg.data.channels
         assert module.net.image_shape == (channels, cfg.data.image_size, cfg.data.image_size)
+        assert "updates_per_step" not in cfg.data
+        optimizer = module.configure_optimizers()  # Adam 1e-3, no weight decay (the seed reports')
+        assert isinstance(optimizer, torch.optim.Adam)
+        assert {(g["lr"], g["weight_decay"]) for g in optimizer.param_groups} == {(1e-3, 0.0)}
+        assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(module.parameters()))
     cfg = compose_config(["task=vae", "kl_weight=10"], tmp_path)
     assert cfg.model.kl_weight == 10
     assert compose_config(["experiment=vae_conv_anime"], tmp_path).data.batch_size == 64
 
 
+def test_one_optimizer_update_per_step_and_fixed_evaluation_noise(tmp_path, tibetan_dir):
+    """Automatic optimisation: each training batch is one Adam update; evaluation draws the same noise on
+    every pass, so validating twice gives the same numbers."""
+    cfg = compose_config(["task=vae", "data.batch_size=16", "model.net.hidden_dim=32"], tmp_path)
+    datamodule = instantiate(cfg.data, data_dir=str(tibetan_dir))
+    module = instantiate(cfg.model)
+    trainer = L.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+    )
+    trainer.fit(module, datamodule=datamodule)
+    assert trainer.global_step == 2 * 3  # 48 training images, batches of 16, 2 epochs
+    logged = trainer.callback_metrics
+    assert {
+        f"{stage}/{name}" for stage in ("train", "val") for name in ("recon", "kl", "neg_elbo", "loss")
+    } <= set(logged)
+    torch.testing.assert_close(logged["val/neg_elbo"], logged["val/recon"] + logged["val/kl"])
+    first = trainer.validate(module, datamodule=datamodule, verbose=False)
+    again = trainer.validate(module, datamodule=datamodule, verbose=False)
+    assert first == again and first[0]["val/loss"] > 0
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"optimizer": ADAM, "kl_weight": "abc"}, "kl_weight must be a number, got 'abc'"),
+        ({"optimizer": ADAM, "kl_weight": -1}, "kl_weight must be >= 0"),
+        ({"optimizer": partial(torch.optim.Adam, lr=-1)}, "bad model.optimizer: Invalid learning rate"),
+        ({"optimizer": ADAM, "likelihood": "laplace"}, "model.likelihood must be one of"),
+    ],
+)
+def test_bad_model_values_fail_when_the_module_is_built(arguments, message):
+    with pytest.raises(HW2LabError, match=message):
+        VAEModule(MLPVAE(image_shape=[1, 28, 28], hidden_dim=8, latent_dim=2), **arguments)
+
+
+@pytest.mark.slow
 def test_kl_sweep_end_to_end(cli, tmp_path, tibetan_dir):
     result = cli(["-m", "task=vae", "kl_weight=0,10", *TINY], data_dir=tibetan_dir)
     sweep = tmp_path / "sweep"
@@ -175,6 +231,7 @@ def test_kl_sweep_end_to_end(cli, tmp_path, tibetan_dir):
     assert "epoch 2/2" in result.stderr + result.stdout  # the one-line epoch summaries
 
 
+@pytest.mark.slow
 def test_failed_job_is_recorded_and_sweep_exits_nonzero(cli, tmp_path, tibetan_dir):
     result = cli(["-m", "task=vae", "kl_weight=-1,1", *TINY], data_dir=tibetan_dir, expect_ok=False)
     assert result.returncode != 0
@@ -184,11 +241,13 @@ def test_failed_job_is_recorded_and_sweep_exits_nonzero(cli, tmp_path, tibetan_d
     assert "1 of 2 jobs failed" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
         (["task=vae"], "missing dataset file tibetan_mnist/TibetanMNIST.npz"),
         (["task=vae", "kl_weight=-1"], "kl_weight must be >= 0"),
+        (["task=vae", "kl_weight=abc"], "kl_weight must be a number"),
         (["task=vae", "model=no_such_model"], "Could not find 'model/no_such_model'"),
     ],
 )
@@ -200,6 +259,7 @@ def test_bad_input_is_one_clear_line(cli, tmp_path, tibetan_dir, args, message):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_corrupt_image_is_one_clear_line(cli, faces_dir):
     (faces_dir / "anime_faces" / "mlds_faces96" / "7.jpg").write_bytes(b"not a jpeg at all")
     result = cli(["task=vae", "data=anime_faces", "trainer=debug"], data_dir=faces_dir, expect_ok=False)

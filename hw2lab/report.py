@@ -1,0 +1,403 @@
+"""One report of what hw2lab measured, from result files only.
+
+    python -m hw2lab.report                       # report/index.html and report/README.md
+    python -m hw2lab.report --record multirun/covid/2026-12-01/10-00-00-000000   # commit a sweep's figures
+    python -m hw2lab.report --readme              # rewrite README's results block from results/
+
+Sources: the committed records in `results/` (small JSON files: per run its command, date, machine,
+overrides and metrics; written by `--record`), every finished run's `metrics.json` under `outputs/` and
+`multirun/` (with its `figures/`), each sweep's `comparison.png`, and the bench JSON files in `bench/results/`.
+The rows a task shows are `hw2lab/report_data/rows.yaml`; the course reports' numbers are
+`hw2lab/report_data/course_reports.yaml`. A row with no matching run says "not run": the report never shows
+a number that no result file holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import math
+import re
+import shutil
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "report_data"
+README_BEGIN = "<!-- results:begin (written by `python -m hw2lab.report --readme` from results/) -->"
+README_END = "<!-- results:end -->"
+# Smoke runs are not results.
+SMOKE_OVERRIDES = re.compile(r"^(trainer=debug|trainer\.limit_\w+=|trainer\.fast_dev_run=)")
+
+
+@dataclass
+class Run:
+    """One finished run, from its metrics.json or from a committed record."""
+
+    task: str
+    command: str
+    date: str
+    machine: dict[str, Any]
+    overrides: list[str]
+    metrics: dict[str, float]
+    hparams: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # the metrics.json or record it came from
+    figures: list[Path] = field(default_factory=list)
+
+    @property
+    def settings(self) -> dict[str, str]:
+        return dict(o.lstrip("+~").split("=", 1) for o in self.overrides if "=" in o)
+
+    def lookup(self, key: str) -> tuple[bool, Any]:
+        """A setting by the name a row uses: an override as typed, `task`, or a hyper-parameter (its full
+        flattened name, or the last part of it when only one hyper-parameter ends so)."""
+        if key == "task":
+            return True, self.task
+        if key in self.settings:
+            return True, self.settings[key]
+        if key in self.hparams:
+            return True, self.hparams[key]
+        ending = [value for name, value in self.hparams.items() if name.endswith("." + key)]
+        return (True, ending[0]) if len(ending) == 1 else (False, None)
+
+    def matches(self, where: dict[str, Any]) -> bool:
+        for key, wanted in where.items():
+            if wanted is None:  # not overridden
+                if key in self.settings:
+                    return False
+                continue
+            found, value = self.lookup(key)
+            if not found or not _same(value, wanted):
+                return False
+        return True
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    try:
+        return math.isclose(float(value), float(wanted))
+    except (TypeError, ValueError):
+        return str(value) == str(wanted)
+
+
+# -- reading
+def run_from_metrics(path: Path) -> Run | None:
+    data = json.loads(path.read_text())
+    if data.get("status") != "ok" or any(SMOKE_OVERRIDES.match(o) for o in data.get("overrides", [])):
+        return None
+    figures = sorted((path.parent / "figures").glob("*.png"))
+    return Run(
+        task=data.get("task", ""),
+        command=data.get("command") or " ".join(["python run.py", *data.get("overrides", [])]),
+        date=data.get("date", "")[:10],
+        machine=data.get("machine") or {},
+        overrides=list(data.get("overrides", [])),
+        metrics=data.get("metrics", {}),
+        hparams=data.get("hparams", {}),
+        source=str(path),
+        figures=figures,
+    )
+
+
+def collect_runs(roots: list[Path], records: Path) -> list[Run]:
+    """Every finished, non-smoke run below `roots`, and every run of the committed records."""
+    runs = []
+    for root in roots:
+        for path in sorted(root.glob("**/metrics.json")) if root.is_dir() else []:
+            run = run_from_metrics(path)
+            if run is not None:
+                runs.append(run)
+    seen = {(r.command, r.date, json.dumps(r.metrics, sort_keys=True)) for r in runs}
+    for path in sorted(records.glob("**/*.json")) if records.is_dir() else []:
+        for item in json.loads(path.read_text()).get("runs", []):
+            run = Run(
+                **{k: item[k] for k in ("task", "command", "date", "machine", "overrides", "metrics")},
+                hparams=item.get("hparams", {}),
+                source=str(path),
+            )
+            key = (run.command, run.date, json.dumps(run.metrics, sort_keys=True))
+            if key not in seen:
+                seen.add(key)
+                runs.append(run)
+    return runs
+
+
+def record(run_or_sweep: Path, records: Path) -> Path:
+    """Commit-sized record of a run or a sweep: per finished run its command, date, machine, overrides,
+    hyper-parameters and metrics (no figures, no checkpoints)."""
+    paths = (
+        [run_or_sweep / "metrics.json"]
+        if (run_or_sweep / "metrics.json").is_file()
+        else sorted(run_or_sweep.glob("*/metrics.json"))
+    )
+    runs = [run for run in map(run_from_metrics, paths) if run is not None]
+    if not runs:
+        raise SystemExit(f"error: no finished run (metrics.json with status ok) in {run_or_sweep}")
+    task = runs[0].task
+    name = "-".join(run_or_sweep.resolve().parts[-2:]) if len(paths) > 1 else run_or_sweep.resolve().name
+    target = records / task / f"{name}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "source": str(run_or_sweep),
+        "runs": [
+            {
+                "task": r.task,
+                "command": r.command,
+                "date": r.date,
+                "machine": r.machine,
+                "overrides": r.overrides,
+                "hparams": r.hparams,
+                "metrics": r.metrics,
+            }
+            for r in runs
+        ],
+    }
+    target.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+    return target
+
+
+def load_bench_results(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+# -- the tables
+@dataclass
+class Row:
+    task: str
+    label: str
+    metric: str
+    runs: list[Run]
+    baselines: dict[str, str]
+    course: dict[str, Any] | None
+
+    @property
+    def measured(self) -> str:
+        return summarise([r.metrics.get(self.metric) for r in self.runs])
+
+    @property
+    def commands(self) -> list[str]:
+        return sorted({r.command for r in self.runs})
+
+    @property
+    def date(self) -> str:
+        return max((r.date for r in self.runs), default="")
+
+    @property
+    def machine(self) -> str:
+        machines = {_machine_text(r.machine) for r in self.runs}
+        return "; ".join(sorted(machines))
+
+
+def summarise(values: list[Any]) -> str:
+    """'0.812' for one value, 'mean ± sd (n = k)' for several, 'not run' for none."""
+    numbers = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    if not numbers:
+        return "not run"
+    if len(numbers) == 1:
+        return f"{numbers[0]:.4g}"
+    return f"{statistics.mean(numbers):.4g} ± {statistics.stdev(numbers):.2g} (n = {len(numbers)})"
+
+
+def _machine_text(machine: dict[str, Any]) -> str:
+    if not machine:
+        return "unknown"
+    text = f"{machine.get('cpu', '?')} ({machine.get('cpu_count', '?')} cores)"
+    return f"{text}, {machine['gpu']}" if machine.get("gpu") else f"{text}, no GPU"
+
+
+def build_rows(runs: list[Run], spec: dict[str, list[dict]], course: dict[str, dict]) -> list[Row]:
+    rows = []
+    for task, entries in spec.items():
+        for entry in entries:
+            matched = [r for r in runs if r.task == task and r.matches(entry.get("where", {}))]
+            matched = [r for r in matched if entry["metric"] in r.metrics]
+            baselines = {
+                key: summarise([r.metrics.get(key) for r in matched])
+                for key in (entry.get("baselines", []) if matched else [])
+            }
+            rows.append(
+                Row(
+                    task, entry["label"], entry["metric"], matched, baselines, course.get(entry.get("course"))
+                )
+            )
+    return rows
+
+
+def load_spec() -> tuple[dict[str, list[dict]], dict[str, dict]]:
+    spec = yaml.safe_load((DATA / "rows.yaml").read_text())
+    course = {item["id"]: item for item in yaml.safe_load((DATA / "course_reports.yaml").read_text())}
+    return spec, course
+
+
+def _course_text(row: Row) -> str:
+    return f"{row.course['value']} ({row.course['report']})" if row.course else ""
+
+
+def _baseline_text(row: Row) -> str:
+    return "; ".join(f"{k} {v}" for k, v in row.baselines.items())
+
+
+def markdown_table(rows: list[Row], with_machine: bool = True) -> list[str]:
+    header = ["task", "figure", "measured", "course report", "baselines (same runs)", "date"]
+    header += ["machine", "command"] if with_machine else ["command"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        command = "<br>".join(f"`{c}`" for c in row.commands) or ""
+        cells = [row.task, row.label, row.measured, _course_text(row), _baseline_text(row), row.date]
+        cells += [row.machine if row.runs else "", command] if with_machine else [command]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return lines
+
+
+def readme_block(rows: list[Row]) -> str:
+    return "\n".join([README_BEGIN, "", *markdown_table(rows, with_machine=False), "", README_END])
+
+
+def rewrite_readme(readme: Path, rows: list[Row]) -> bool:
+    """Replace README's results block; True if it changed."""
+    text = readme.read_text()
+    pattern = re.compile(re.escape(README_BEGIN) + r".*?" + re.escape(README_END), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"error: {readme} has no results block ({README_BEGIN} ... {README_END})")
+    updated = pattern.sub(lambda _: readme_block(rows), text)
+    readme.write_text(updated)
+    return updated != text
+
+
+def write_report(rows: list[Row], benches: list[dict], comparisons: list[Path], out: Path) -> Path:
+    """report/index.html (one static page, no scripts) and report/README.md, with the figures copied under
+    report/figures/."""
+    out.mkdir(parents=True, exist_ok=True)
+    figures_dir = out / "figures"
+    shutil.rmtree(figures_dir, ignore_errors=True)
+    tasks = list(dict.fromkeys(row.task for row in rows))
+    body = [
+        "<h1>hw2lab: what was measured</h1>",
+        "<p>Every number below comes from a result file (committed records in <code>results/</code>, run "
+        'outputs, bench results); the command that produced it is beside it. "not run" means no result '
+        "file holds that figure yet.</p>",
+    ]
+    md = [
+        "# hw2lab: what was measured",
+        "",
+        'Every number comes from a result file; "not run" means none holds it yet.',
+        "",
+    ]
+    for task in tasks:
+        task_rows = [row for row in rows if row.task == task]
+        body.append(f'<h2 id="{task}">{task}</h2>')
+        body.append(_html_table(task_rows))
+        md += [f"## {task}", "", *markdown_table(task_rows), ""]
+        images = []
+        for row in task_rows:
+            for run in row.runs[:1]:  # the figures of one run per row
+                images += run.figures
+        images += [p for p in comparisons if f"/{task}/" in str(p)]
+        for index, image in enumerate(images):
+            copy = figures_dir / task / f"{index:02d}-{image.name}"
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(image, copy)
+            relative = copy.relative_to(out).as_posix()
+            body.append(
+                f'<figure><img src="{relative}" alt="{html.escape(image.stem)}" loading="lazy">'
+                f"<figcaption>{html.escape(str(image))}</figcaption></figure>"
+            )
+            md.append(f"![{image.stem}]({relative})")
+        md.append("")
+    if benches:
+        body.append(
+            '<h2 id="bench">bench</h2><table><tr><th>bench</th><th>result</th><th>date</th>'
+            "<th>machine</th><th>command</th></tr>"
+        )
+        md += ["## bench", "", "| bench | result | date | machine | command |", "|---|---|---|---|---|"]
+        for bench in benches:
+            result = json.dumps(bench.get("result", {}), sort_keys=True)[:300]
+            cells = [
+                bench.get("bench", ""),
+                result,
+                bench.get("date", "")[:10],
+                _machine_text(bench.get("machine", {})),
+                bench.get("command", ""),
+            ]
+            body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+            md.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+        body.append("</table>")
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>hw2lab report</title>'
+        f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+    (out / "index.html").write_text(page)
+    (out / "README.md").write_text("\n".join(md) + "\n")
+    return out / "index.html"
+
+
+STYLE = (
+    "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:14px}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}"
+    "th{background:#f2f2f2}td.notrun{color:#999;font-style:italic}code{font-size:12px}"
+    "figure{display:inline-block;margin:8px;max-width:560px}img{max-width:100%;border:1px solid #ddd}"
+    "figcaption{font-size:11px;color:#666;word-break:break-all}"
+)
+
+
+def _html_table(rows: list[Row]) -> str:
+    header = ["figure", "measured", "course report", "baselines (same runs)", "date", "machine", "command"]
+    lines = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"]
+    for row in rows:
+        measured_class = ' class="notrun"' if row.measured == "not run" else ""
+        commands = "<br>".join(f"<code>{html.escape(c)}</code>" for c in row.commands)
+        cells = [
+            f"<td>{html.escape(row.label)}</td>",
+            f"<td{measured_class}>{html.escape(row.measured)}</td>",
+            f"<td>{html.escape(_course_text(row))}</td>",
+            f"<td>{html.escape(_baseline_text(row))}</td>",
+            f"<td>{html.escape(row.date)}</td>",
+            f"<td>{html.escape(row.machine if row.runs else '')}</td>",
+            f"<td>{commands}</td>",
+        ]
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hw2lab.report", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--root", type=Path, default=Path("."), help="where outputs/, multirun/ and bench/ are"
+    )
+    parser.add_argument("--results", type=Path, default=REPO_ROOT / "results", help="the committed records")
+    parser.add_argument("--out", type=Path, default=Path("report"), help="where index.html and README.md go")
+    parser.add_argument("--record", type=Path, nargs="+", help="write records of these run or sweep dirs")
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        nargs="?",
+        const=REPO_ROOT / "README.md",
+        help="rewrite README's results block from the committed records only",
+    )
+    args = parser.parse_args(argv)
+    if args.record:
+        for folder in args.record:
+            print(f"recorded {folder} in {record(folder, args.results)}")
+        return
+    spec, course = load_spec()
+    if args.readme:
+        rows = build_rows(collect_runs([], args.results), spec, course)
+        changed = rewrite_readme(args.readme, rows)
+        print(f"{args.readme}: results block {'rewritten' if changed else 'already up to date'}")
+        return
+    roots = [args.root / "outputs", args.root / "multirun"]
+    rows = build_rows(collect_runs(roots, args.results), spec, course)
+    comparisons = sorted((args.root / "multirun").glob("**/comparison.png"))
+    page = write_report(rows, load_bench_results(args.root / "bench" / "results"), comparisons, args.out)
+    filled = sum(row.measured != "not run" for row in rows)
+    print(f"report: {page} ({filled} of {len(rows)} rows measured)")
+
+
+if __name__ == "__main__":
+    main()
