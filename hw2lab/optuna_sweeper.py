@@ -151,6 +151,7 @@ def open_storage(
     """The study database: `sqlite:///<file>` (its folder is created) or `postgresql://user:pw@host/db`.
     Trials send a heartbeat every `heartbeat_interval` s; a running trial silent for `grace_period` s
     (default: twice the interval) is failed and queued again, at most `max_retry` times."""
+    quiet_optuna()
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
         from sqlalchemy.engine import make_url
@@ -247,6 +248,7 @@ class Search:
         n_jobs: int = 1,
         make_sampler: Callable[[int], optuna.samplers.BaseSampler] | None = None,
     ) -> None:
+        quiet_optuna()
         self.study = study
         self.storage = storage
         self.distributions = distributions

@@ -168,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet_optuna()
     try:
+        if args.storage.startswith("sqlite:"):
+            from sqlalchemy.engine import make_url
+
+            database = make_url(args.storage).database
+            if not database or not Path(database).is_file():
+                raise HW2LabError(f"no such database file: {database} (from {args.storage})")
         storage = open_storage(args.storage, heartbeat_interval=None)
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         if args.study not in names:
