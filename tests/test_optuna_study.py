@@ -241,8 +241,8 @@ def test_a_search_killed_after_its_first_trial_goes_on_when_run_again(tmp_path):
     process = _search(args, sweep, data_dir, start_new_session=True)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and process.poll() is None:
-        if (sweep / "0" / "metrics.json").exists() and (sweep / "1").is_dir():
-            break  # the first trial has finished, the second has started
+        if (sweep / "0" / "metrics.json").exists() and (sweep / "1" / "checkpoints").is_dir():
+            break  # the first trial has finished, the second has trained an epoch
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGTERM)
     output = process.communicate(timeout=300)[0]
