@@ -28,6 +28,7 @@ import logging
 import math
 import signal
 import socket
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -472,6 +473,14 @@ class OptunaSweeper(Sweeper):
         return instantiate(config)
 
     def sweep(self, arguments: list[str]) -> None:
+        try:
+            self._sweep(arguments)
+        except HW2LabError as error:
+            # one line and a non-zero exit, as a run's user errors (no Hydra stack-trace hint under it)
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
+
+    def _sweep(self, arguments: list[str]) -> None:
         quiet_optuna()
         distributions, fixed = search_space([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
         storage = open_storage(self.storage_url, self.heartbeat_interval, self.grace_period, self.max_retry)

@@ -295,7 +295,9 @@ def test_unreachable_storage_and_a_study_of_the_other_direction_fail_in_one_line
     output = process.communicate(timeout=600)[0]
     assert process.returncode == 1
     last = output.strip().splitlines()[-1]
-    assert last.startswith("cannot open the Optuna storage postgresql://u:***@127.0.0.1:9/db"), output[-2000:]
+    assert last.startswith(
+        "error: cannot open the Optuna storage postgresql://u:***@127.0.0.1:9/db: connection"
+    ), output[-2000:]
     assert "Traceback" not in output and "secret" not in output
 
     taken = f"sqlite:///{tmp_path}/taken.db"
