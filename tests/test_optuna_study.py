@@ -176,6 +176,14 @@ def test_bad_storage_and_a_study_that_goes_the_other_way_are_one_line(tmp_path):
     with pytest.raises(HW2LabError) as error:
         open_study(open_storage(url), "vae", "minimize")
     assert "was created to maximize, not to minimize" in str(error.value) and "\n" not in str(error.value)
+    # a search space that changed under an existing study
+    make_search(url, n_trials=1, name="changed").run(objective)
+    storage = open_storage(url)
+    changed = Search(
+        open_study(storage, "changed", "minimize"), storage, *search_space(["x=choice(a, b)"]), 2
+    )
+    with pytest.raises(HW2LabError, match="the search space does not match the study 'changed'"):
+        changed.run(objective)
 
 
 def test_search_report_writes_the_figures_and_the_trials_table(tmp_path, capsys):
