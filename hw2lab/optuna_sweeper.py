@@ -232,7 +232,7 @@ def within_budget(study: optuna.Study, trial: Trial, n_trials: int) -> bool:
 # --- the search loop -----------------------------------------------------------------------------------
 
 
-Launch = Callable[[list[Trial], list[list[str]]], list[float]]
+Launch = Callable[[list[Trial], list[list[str]]], list[float | None]]
 
 
 class Search:
