@@ -37,6 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+
+if tuple(int(part) for part in optuna.__version__.split(".")[:2]) < (4, 9):
+    raise ImportError(
+        f"optuna {optuna.__version__} is too old (4.9 or newer): pip uninstall -y hydra-optuna-sweeper, then "
+        "pip install -e '.[sweeps]'"
+    )
+
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep, Transformer
 from hydra.core.plugins import Plugins
