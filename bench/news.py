@@ -17,6 +17,8 @@ with OMP_NUM_THREADS torch threads (the same figures as one fold at a time, chec
 model and on the 7 folds of the full-text LSTM):
 
     HW2LAB_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python bench/news.py --text full --models transformer --folds 7 --jobs 2 --override experiment=news_transformer_full
+
+The tables are printed and written as JSON (`--out`, default under bench/results/).
 """
 
 from __future__ import annotations
@@ -36,54 +38,20 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_score
-from sklearn.pipeline import make_pipeline
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, when run as a script
+from hw2lab.compose import compose_config, write_bench_result  # noqa: E402
+from hw2lab.pipeline import build, fit_and_test  # noqa: E402
+from lightning_modules.news import tfidf_baseline  # noqa: E402
 
-import hw2lab  # noqa: F401  (registers the config resolvers)
-from hw2lab.pipeline import build, fit_and_test
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # The issue's goals (test accuracy) per text field and model.
 GOALS = {"title": {"lstm": 0.85, "transformer": 0.90}, "full": {"lstm": 0.97, "transformer": 0.98}}
 DEFAULT_EPOCHS = {"lstm": 15, "bag": 15, "transformer": 4}
 
 
 def compose_news(overrides: list[str], output_dir: Path):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["task=news", "logger=none", *overrides])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        cfg.trainer.enable_progress_bar = False
-        cfg.trainer.enable_model_summary = False
-    return cfg
-
-
-def tfidf_baseline(
-    datamodule, cross_validate: bool = True, test_answers: dict[str, str] | None = None
-) -> dict[str, float]:
-    """TF-IDF of 1-2-grams + logistic regression, fitted on the training split. `test_answers`, when given,
-    receives the predicted category of every test article by id."""
-    model = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-        LogisticRegression(C=10.0, max_iter=2000),
-    )
-    model.fit(datamodule.texts("train"), datamodule.labels("train"))
-    predicted = {s: model.predict(datamodule.texts(s)) for s in ("val", "test")}
-    scores = {s: float((predicted[s] == datamodule.labels(s)).mean()) for s in ("val", "test")}
-    if test_answers is not None:
-        test_answers.update(zip(datamodule.ids("test"), (datamodule.classes[p] for p in predicted["test"])))
-    if not cross_validate:
-        scores["cv5"] = float("nan")  # printed as nan: skipped
-        return scores
-    everything = [t for s in ("train", "val", "test") for t in datamodule.texts(s)]
-    labels = [y for s in ("train", "val", "test") for y in datamodule.labels(s)]
-    folds = StratifiedKFold(5, shuffle=True, random_state=0)
-    scores["cv5"] = float(cross_val_score(model, everything, labels, cv=folds).mean())
-    return scores
+    """The news config `python run.py task=news <overrides>` runs, without logger, bar or model summary."""
+    quiet_run = ["logger=none", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+    return compose_config(["task=news", *quiet_run, *overrides], output_dir)
 
 
 def model_overrides(name: str, args: argparse.Namespace, epochs: dict[str, int]) -> list[str]:
@@ -103,7 +71,7 @@ def goal_verdict(text: str, name: str, accuracy: float) -> tuple[str, str]:
     return str(goal), "yes" if accuracy >= goal else f"no ({accuracy - goal:+.3f})"
 
 
-def single_split(args: argparse.Namespace, epochs: dict[str, int]) -> None:
+def single_split(args: argparse.Namespace, epochs: dict[str, int]) -> dict:
     rows = []
     baseline = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,6 +104,15 @@ def single_split(args: argparse.Namespace, epochs: dict[str, int]) -> None:
             f"{metrics.get('test/f1', float('nan')):.4f} | {baseline['test']:.4f} | {test - baseline['test']:+.4f} | "
             f"{goal} | {met} | {seconds:.0f} |"
         )
+    return {
+        "text": args.text,
+        "split": seeds,
+        "baseline": baseline,
+        "models": [
+            {"model": name, "epochs": n_epochs, "metrics": metrics, "wall_s": seconds}
+            for name, n_epochs, metrics, seconds in rows
+        ],
+    }
 
 
 def quiet() -> None:
@@ -165,7 +142,7 @@ def train_fold(overrides: list[str], workdir: str) -> tuple[dict[str, float], fl
     return {key: float(value) for key, value in metrics.items()}, time.perf_counter() - started
 
 
-def cross_validation(args: argparse.Namespace, epochs: dict[str, int]) -> None:
+def cross_validation(args: argparse.Namespace, epochs: dict[str, int]) -> dict:
     """Every model on each of the K folds (test = that fold), the baseline on the same folds; the K test
     folds hold every article once, so their pooled accuracy is the whole set's. With --jobs N, N folds train
     at once, each in a process of its own (torch threads per process: OMP_NUM_THREADS)."""
@@ -244,6 +221,7 @@ def cross_validation(args: argparse.Namespace, epochs: dict[str, int]) -> None:
         "\n| model | pooled test acc | mean (sd) over folds | articles | baseline pooled | model - baseline | goal | met |"
     )
     print("|---|---|---|---|---|---|---|---|")
+    pooled_rows = {}
     for name, runs in rows.items():
         accuracies = [metrics.get("test/acc", float("nan")) for _, metrics, _, _, _ in runs]
         sizes = [size for *_, size, _ in runs]
@@ -255,8 +233,28 @@ def cross_validation(args: argparse.Namespace, epochs: dict[str, int]) -> None:
             f"| {name} | {pooled:.4f} | {statistics.mean(accuracies):.4f} ({statistics.stdev(accuracies):.4f}) | "
             f"{total} | {base:.4f} | {pooled - base:+.4f} | {goal} | {met} |"
         )
+        pooled_rows[name] = {"pooled_test_acc": pooled, "articles": total, "baseline_pooled": base}
     if args.predictions:
         write_answers(Path(args.predictions), truth, fold_of, answers)
+    return {
+        "text": args.text,
+        "folds": folds,
+        "split": seeds,
+        "models": pooled_rows,
+        "per_fold": {
+            name: [
+                {
+                    "fold": fold,
+                    "metrics": metrics,
+                    "wall_s": seconds,
+                    "test_articles": size,
+                    "baseline": baseline,
+                }
+                for fold, metrics, seconds, size, baseline in runs
+            ]
+            for name, runs in rows.items()
+        },
+    }
 
 
 def write_answers(
@@ -314,15 +312,14 @@ def main() -> None:
         "and a table of the errors they share",
     )
     parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every model")
+    parser.add_argument("--out", default=None, help="the result's JSON file (default: under bench/results/)")
     args = parser.parse_args()
     if (args.predictions or args.jobs > 1) and not args.folds:
         parser.error("--predictions and --jobs go with --folds K")
     epochs = {**DEFAULT_EPOCHS, **{k: int(v) for k, v in (e.split("=") for e in args.epochs)}}
     quiet()
-    if args.folds:
-        cross_validation(args, epochs)
-    else:
-        single_split(args, epochs)
+    result = cross_validation(args, epochs) if args.folds else single_split(args, epochs)
+    write_bench_result("news", result, args.out)
 
 
 if __name__ == "__main__":

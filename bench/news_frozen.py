@@ -12,13 +12,17 @@ the recipe, is the limit.
 
     HW2LAB_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python bench/news_frozen.py --text title --max-length 64
     HW2LAB_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python bench/news_frozen.py --text full --max-length 256
+
+The table is printed and written as JSON (`--out`, default under bench/results/).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +30,10 @@ import torch
 import transformers
 from sklearn.linear_model import LogisticRegression
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.news import compose_news, quiet, tfidf_baseline  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, when run as a script
+from hw2lab.compose import compose_config, write_bench_result  # noqa: E402
 from hw2lab.pipeline import build  # noqa: E402
-from lightning_modules.news import load_pretrained_encoder, masked_mean  # noqa: E402
+from lightning_modules.news import load_pretrained_encoder, masked_mean, tfidf_baseline  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 
@@ -39,7 +43,7 @@ def embed_articles(datamodule, encoder: torch.nn.Module, batch_size: int) -> dic
     """Article id -> the mean over its windows of the L2-normalised masked-mean token state."""
     vectors: dict[str, np.ndarray] = {}
     for split in SPLITS:
-        input_ids, mask, _ = datamodule.tensors[split]
+        input_ids, mask, _ = datamodule.split_tensors[split]
         present = mask[:, :, 0].bool()  # (articles, windows): the windows an article has
         owner = present.nonzero()[:, 0]
         flat_ids, flat_mask = input_ids[present], mask[present]
@@ -66,8 +70,10 @@ def main() -> None:
     parser.add_argument("--c", default="0.1,1,10,100", help="logistic regression C values to choose from")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides (data, model)")
+    parser.add_argument("--out", default=None, help="the result's JSON file (default: under bench/results/)")
     args = parser.parse_args()
-    quiet()
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s", datefmt="%H:%M:%S")
+    warnings.filterwarnings("ignore")
     transformers.utils.logging.disable_progress_bar()
     started = time.perf_counter()
     folds, baselines, vectors = [], [], {}
@@ -82,11 +88,12 @@ def main() -> None:
             f"data.fold={fold}",
             *args.override,
         ]
-        cfg = compose_news(overrides, Path("unused"))
+        cfg = compose_config(["task=news", "logger=none", *overrides])
         datamodule = build(cfg.data)
         if encoder is None:
-            encoder = load_pretrained_encoder(cfg.model.pretrained).eval()
-            seeds, pretrained = cfg.data.seed, cfg.model.pretrained
+            pretrained = cfg.model.net.encoder.pretrained
+            encoder = load_pretrained_encoder(pretrained).eval()
+            seeds = cfg.data.seed
         if not all(i in vectors for s in SPLITS for i in datamodule.ids(s)):
             vectors.update(embed_articles(datamodule, encoder, args.batch_size))
         folds.append({s: (datamodule.ids(s), np.asarray(datamodule.labels(s))) for s in SPLITS})
@@ -128,6 +135,19 @@ def main() -> None:
         f"chosen by validation: C={chosen:g}, pooled test {results[chosen][1]:.4f} over {sum(sizes)} articles; "
         f"TF-IDF(1-2-gram)+LogReg on the same folds {tfidf:.4f} ({results[chosen][1] - tfidf:+.4f})"
     )
+    result = {
+        "text": args.text,
+        "pretrained": pretrained,
+        "window_tokens": args.max_length,
+        "folds": args.folds,
+        "articles": sum(sizes),
+        "by_c": {
+            str(c): {"pooled_val_acc": val, "pooled_test_acc": test} for c, (val, test) in results.items()
+        },
+        "chosen_c": chosen,
+        "tfidf_pooled_test_acc": tfidf,
+    }
+    write_bench_result("news_frozen", result, args.out)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ busy machine slows both alike. The maximum difference of their outputs is printe
 compute the same thing.
 
     HW2LAB_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python bench/news_lstm_speed.py --batches 20
+
+The result is printed and written as JSON (`--out`, default under bench/results/).
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ from pathlib import Path
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from news import compose_news  # noqa: E402  (bench/ is the script's own folder)
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, when run as a script
+from hw2lab.compose import compose_config, write_bench_result  # noqa: E402
 from hw2lab.pipeline import build  # noqa: E402
 from lightning_modules.news import PaddedLSTM  # noqa: E402
 
@@ -47,21 +48,21 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=None, help="the result's JSON file (default: under bench/results/)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    cfg = compose_news(
+    cfg = compose_config(
         [
             "experiment=news_lstm_full",
             f"data.max_length={args.max_length}",
             f"data.batch_size={args.batch_size}",
-        ],
-        Path("unused"),
+        ]
     )
     datamodule = build(cfg.data)
     datamodule.setup()
-    ids, lengths, _ = datamodule.tensors["train"]
+    ids, lengths, _ = datamodule.split_tensors["train"]
     embedding = torch.nn.Embedding(len(datamodule.vocab), 50, padding_idx=0)
     padded = PaddedLSTM(50, args.hidden, bidirectional=True)
     packed = packed_twin(padded)
@@ -97,6 +98,18 @@ def main() -> None:
     print(
         f"  speed-up packed/padded: {packed_s / padded_s:.2f}x   largest output difference: {largest_difference:.2e}"
     )
+    result = {
+        "batches": len(seconds["packed"]),
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "hidden": args.hidden,
+        "threads": args.threads,
+        "packed_median_ms": packed_s * 1000,
+        "padded_median_ms": padded_s * 1000,
+        "speed_up": packed_s / padded_s,
+        "largest_output_difference": largest_difference,
+    }
+    write_bench_result("news_lstm_speed", result, args.out)
 
 
 if __name__ == "__main__":

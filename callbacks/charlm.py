@@ -1,5 +1,6 @@
 """Char-LM outputs beyond the learning curves: text sampled from a prime every epoch, and the cell sweep's
-comparison (validation BPC by epoch per cell, a summary table, and each cell's last sample).
+comparison (validation BPC by epoch per cell, hw2lab.figures' overlay) with each cell's last sample as a
+section of the sweep's summary.md.
 
 Samples are drawn with a generator seeded the same way every epoch, so the epochs' texts differ only by
 what the model learnt; they go to figures/samples/epoch_<n>.txt and to TensorBoard text.
@@ -7,21 +8,44 @@ what the model learnt; they go to figures/samples/epoch_<n>.txt and to TensorBoa
 
 from __future__ import annotations
 
-import math
 import textwrap
 from pathlib import Path
+from typing import Protocol
 
 import lightning as L
-import matplotlib.pyplot as plt
 import torch
-from matplotlib.ticker import MaxNLocator
 
-from callbacks.learning_curves import read_history
+from datamodules.charlm import Vocabulary
 from hw2lab.errors import check
-from hw2lab.figures import save_figure, tensorboard_writers
+from hw2lab.figures import plot_validation_curves, tensorboard_writers
 from lightning_modules.charlm import check_sampling
 
 FINAL_SAMPLE = "sample.txt"
+# Lines of each job's last sample shown in the sweep summary.
+SUMMARY_SAMPLE_LINES = 6
+
+
+class TextModel(Protocol):
+    """What the sampling callback asks of the LightningModule (CharLMModule)."""
+
+    def sample(
+        self,
+        prime: str,
+        length: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        greedy: bool = False,
+        generator: torch.Generator | None = None,
+        context: str = "",
+    ) -> str: ...
+
+
+class TextSource(Protocol):
+    """What it asks of the datamodule (CharTextDataModule), once the text is read: the vocabulary (None
+    before) and the training split as character ids (`splits["train"]`)."""
+
+    vocabulary: Vocabulary | None
+    splits: dict[str, torch.Tensor]
 
 
 class TextSamples(L.Callback):
@@ -55,9 +79,9 @@ class TextSamples(L.Callback):
         self.context = ""
         self.every_n_epochs = max(1, every_n_epochs)
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+    def setup(self, trainer: L.Trainer, pl_module: TextModel, stage: str) -> None:
         # The datamodule has read the text by now: a prime it cannot encode fails before the first epoch.
-        datamodule = trainer.datamodule
+        datamodule: TextSource = trainer.datamodule
         vocabulary = getattr(datamodule, "vocabulary", None)
         if vocabulary is None:
             return
@@ -66,7 +90,7 @@ class TextSamples(L.Callback):
             tail = datamodule.splits["train"][-20 * self.context_length :]  # enough to hold a blank line
             self.context = paragraph_context(vocabulary.decode(tail), self.context_length)
 
-    def sample(self, pl_module: L.LightningModule) -> str:
+    def sample(self, pl_module: TextModel) -> str:
         generator = torch.Generator().manual_seed(self.seed)
         return pl_module.sample(
             self.prime,
@@ -78,7 +102,7 @@ class TextSamples(L.Callback):
             context=self.context,
         )
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: TextModel) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         epoch = trainer.current_epoch
@@ -92,7 +116,7 @@ class TextSamples(L.Callback):
             # Markdown: indent by four spaces so line breaks and spacing survive.
             writer.add_text("charlm/sample", textwrap.indent(text, "    "), global_step=epoch)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: TextModel) -> None:
         if trainer.is_global_zero:
             self.figures_dir.mkdir(parents=True, exist_ok=True)
             (self.figures_dir / FINAL_SAMPLE).write_text(self.sample(pl_module) + "\n", encoding="utf-8")
@@ -106,61 +130,16 @@ def paragraph_context(text: str, length: int) -> str:
 
 
 def compare_cells(jobs: list, sweep_dir: Path) -> Path:
-    """The cell sweep on one page: validation (and, dashed, training) BPC by epoch per job, a table of the
-    final numbers, and the first lines of each job's last sample."""
-    fig = plt.figure(figsize=(13, 4.2 + 1.6 * len(jobs)))
-    grid = fig.add_gridspec(2, 2, height_ratios=[3, 0.4 + 1.2 * len(jobs)], width_ratios=[1.2, 1])
+    """The cell sweep's comparison.png: validation BPC by epoch per job. The final numbers are in the sweep's
+    summary.md / summary.csv and each job's last sample in summary.md (`sample_lines`)."""
+    return plot_validation_curves(jobs, ["bpc"], sweep_dir)
 
-    curves = fig.add_subplot(grid[0, 0])
-    for index, job in enumerate(jobs):
-        history = job.dir / "history.csv"
-        if not history.exists():
-            continue
-        rows = read_history(history)
-        epochs = [row["epoch"] + 1 for row in rows]
-        color = f"C{index}"
-        curves.plot(
-            epochs, [row.get("val/bpc", math.nan) for row in rows], "-o", color=color, label=job.label
-        )
-        curves.plot(epochs, [row.get("train/bpc", math.nan) for row in rows], "--", color=color, alpha=0.6)
-    curves.set_title("validation BPC by epoch (dashed: training)")
-    curves.set_xlabel("epoch")
-    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
-    curves.set_ylabel("bits per character")
-    curves.grid(alpha=0.3)
-    curves.legend(fontsize=8)
 
-    table_axis = fig.add_subplot(grid[0, 1])
-    table_axis.axis("off")
-    columns = ["job", "val bpc", "test bpc", "train bpc", "chars/s"]
-    cells = [
-        [
-            job.label,
-            _number(job.metrics.get("val/bpc")),
-            _number(job.metrics.get("test/bpc")),
-            _number(job.metrics.get("train/bpc")),
-            _number(job.metrics.get("train/chars_per_s"), "{:.0f}"),
-        ]
-        for job in jobs
-    ]
-    table = table_axis.table(cellText=cells, colLabels=columns, loc="center", cellLoc="center")
-    table.auto_set_font_size(False)
-    table.set_fontsize(8)
-    table.scale(1, 1.4)
-    table_axis.set_title("last epoch (val), best checkpoint (test)")
-
-    text_axis = fig.add_subplot(grid[1, :])
-    text_axis.axis("off")
-    blocks = []
+def sample_lines(jobs: list) -> list[str]:
+    """summary.md's section with the first lines of each job's sample after training (figures/sample.txt)."""
+    lines = ["", "## Samples after training", ""]
     for job in jobs:
-        sample = job.dir / "figures" / FINAL_SAMPLE
-        lines = sample.read_text(encoding="utf-8").splitlines()[:6] if sample.exists() else ["(no sample)"]
-        blocks.append(f"[{job.label}]\n" + "\n".join(line[:110] for line in lines))
-    text_axis.text(0, 1, "\n\n".join(blocks), va="top", ha="left", family="monospace", fontsize=7.5)
-    text_axis.set_title("samples after training", loc="left")
-    fig.tight_layout()
-    return save_figure(fig, sweep_dir, "comparison")
-
-
-def _number(value: float | None, pattern: str = "{:.3f}") -> str:
-    return "" if value is None else pattern.format(value)
+        sample = Path(job.dir) / "figures" / FINAL_SAMPLE
+        text = sample.read_text(encoding="utf-8").splitlines() if sample.exists() else ["(no sample)"]
+        lines += [f"`{job.label}`:", "", "```", *text[:SUMMARY_SAMPLE_LINES], "```", ""]
+    return lines

@@ -1,5 +1,7 @@
 """News figures and files: test predictions in Kaggle form with a confusion matrix, the last layer's
-attention maps of a Transformer on fixed sentences, and the sweep comparison (accuracy per job)."""
+attention maps of a Transformer on fixed sentences, and the sweep comparison (accuracy per job).
+
+The callbacks ask the module only what `NewsModel` declares."""
 
 from __future__ import annotations
 
@@ -8,19 +10,37 @@ import logging
 import math
 import statistics
 from pathlib import Path
+from typing import Protocol
 
 import lightning as L
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from callbacks.learning_curves import read_history
-from hw2lab.figures import save_figure, tensorboard_writers
+from hw2lab.figures import plot_confusion_matrix, plot_validation_curves, save_figure, tensorboard_writers
 from hw2lab.sweep import JobRecord, is_number, metric_order
 
 log = logging.getLogger("hw2lab")
 
 DEFAULT_SENTENCES = ("Davenport hits out at Wimbledon", "Boeing unveils new 777 aircraft")
+
+
+class NewsModel(Protocol):
+    """What the news callbacks use of the LightningModule (lightning_modules.news.NewsClassifier)."""
+
+    device: torch.device
+    # The last test run's predicted class ids, one tensor per batch, in the test split's order.
+    test_predictions: list[torch.Tensor]
+    # Whether `attention_maps` can answer (a Transformer net).
+    has_attention_maps: bool
+
+    def test_confusion_matrix(self) -> np.ndarray:
+        """The last test run's counts (rows: true class, columns: predicted)."""
+
+    def attention_maps(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(class probabilities (B, C), last layer's attention (B, heads, T, T)), in eval mode."""
 
 
 class KagglePredictions(L.Callback):
@@ -30,7 +50,7 @@ class KagglePredictions(L.Callback):
         self.output_dir = Path(output_dir)
         self.figures_dir = Path(figures_dir)
 
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_test_end(self, trainer: L.Trainer, pl_module: NewsModel) -> None:
         if not trainer.is_global_zero or not pl_module.test_predictions:
             return
         datamodule = trainer.datamodule
@@ -47,28 +67,11 @@ class KagglePredictions(L.Callback):
             writer = csv.writer(handle)
             writer.writerow(["id", "category"])
             writer.writerows((id_, datamodule.classes[p]) for id_, p in zip(ids, predictions))
-        matrix = pl_module.confusion.compute().cpu().numpy()
-        fig = plot_confusion_matrix(matrix, datamodule.classes)
+        matrix = pl_module.test_confusion_matrix()
+        accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+        title = f"test confusion matrix (accuracy {accuracy:.3f}, n={int(matrix.sum())})"
+        fig = plot_confusion_matrix(matrix, datamodule.classes, title=title)
         save_figure(fig, self.figures_dir, "confusion_matrix", trainer, step=trainer.current_epoch)
-
-
-def plot_confusion_matrix(matrix: np.ndarray, classes: list[str]) -> plt.Figure:
-    """Counts, coloured by the share of each true class (rows)."""
-    shares = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
-    fig, axis = plt.subplots(figsize=(1.1 * len(classes) + 2, 1.0 * len(classes) + 1.5))
-    axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    for row in range(len(classes)):
-        for column in range(len(classes)):
-            colour = "white" if shares[row, column] > 0.5 else "black"
-            axis.text(column, row, int(matrix[row, column]), ha="center", va="center", color=colour)
-    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    axis.set_yticks(range(len(classes)), classes)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
-    axis.set_title(f"test confusion matrix (accuracy {accuracy:.3f}, n={int(matrix.sum())})")
-    fig.tight_layout()
-    return fig
 
 
 class AttentionMaps(L.Callback):
@@ -80,8 +83,8 @@ class AttentionMaps(L.Callback):
         self.sentences = list(sentences) if sentences is not None else list(DEFAULT_SENTENCES)
         self.every_n_epochs = every_n_epochs  # 0: only when training ends
 
-    def _draw(self, trainer: L.Trainer, module: L.LightningModule, write_files: bool) -> None:
-        if getattr(module, "architecture", None) != "transformer" or not self.sentences:
+    def _draw(self, trainer: L.Trainer, module: NewsModel, write_files: bool) -> None:
+        if not module.has_attention_maps or not self.sentences:
             return
         datamodule = trainer.datamodule
         input_ids, mask = datamodule.encode(self.sentences)
@@ -101,13 +104,13 @@ class AttentionMaps(L.Callback):
                     writer.add_figure(name, fig, global_step=trainer.current_epoch)
                 plt.close(fig)
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: NewsModel) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero or self.every_n_epochs <= 0:
             return
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self._draw(trainer, pl_module, write_files=False)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: NewsModel) -> None:
         if trainer.is_global_zero:
             self._draw(trainer, pl_module, write_files=True)
 
@@ -136,8 +139,10 @@ def plot_attention(maps: np.ndarray, tokens: list[str], title: str) -> plt.Figur
 
 
 def compare_news_sweep(jobs: list, sweep_dir: Path) -> Path:
-    """Test and validation accuracy (and macro F1) per job as bars, and the validation accuracy curves."""
-    fig, (bars, curves) = plt.subplots(1, 2, figsize=(max(9, 1.6 * len(jobs) + 6), 4.2))
+    """Test and validation accuracy (and macro F1) per job as bars (`comparison.png`), and each job's
+    validation accuracy by epoch (`comparison_curves.png`)."""
+    plot_validation_curves(jobs, ["acc"], sweep_dir, name="comparison_curves")
+    fig, bars = plt.subplots(figsize=(max(4.5, 0.8 * len(jobs) + 3), 4.2))
     labels = [job.label for job in jobs]
     positions = np.arange(len(jobs))
     width = 0.27
@@ -149,21 +154,6 @@ def compare_news_sweep(jobs: list, sweep_dir: Path) -> Path:
     bars.set_ylim(0, 1.1)
     bars.set_title("accuracy per job")
     bars.legend(fontsize=8, loc="lower right")
-    for job in jobs:
-        history = job.dir / "history.csv"
-        if history.exists():
-            rows = read_history(history)
-            curves.plot(
-                [r["epoch"] + 1 for r in rows],
-                [r.get("val/acc", math.nan) for r in rows],
-                "-o",
-                ms=3,
-                label=job.label,
-            )
-    curves.set_title("val accuracy by epoch")
-    curves.set_xlabel("epoch")
-    curves.grid(alpha=0.3)
-    curves.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, sweep_dir, "comparison")
 

@@ -2,7 +2,7 @@
 
 Two on-disk formats: the BBC folder (one folder per category, `NNN.txt` with the headline on line 1, then
 the body) and a Kaggle-style CSV (`Id,Category,Title`, or `category,text`). The whole set is a few MB, so
-every split is encoded once into in-memory tensors and batched with `TensorBatches`:
+every split is encoded once into in-memory tensors and batched by `InMemoryDataModule`:
 - word models (LSTM, EmbeddingBag): lower-case, tokenize (`regexp`, `word`, `split`), drop stop words, map
   to a vocabulary built on the training split only; batches are (token ids, lengths, labels);
 - a pretrained Transformer (`tokenizer_name` set, from `${model.pretrained}`): its own tokenizer on the raw
@@ -21,11 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 
-from datamodules.tensor_batches import TensorBatches
+from datamodules.tensor_batches import InMemoryDataModule
 from hw2lab.data_files import require
 from hw2lab.errors import HW2LabError, check
 
@@ -283,7 +282,7 @@ def load_hf_tokenizer(name: str):
     """The Transformer's own tokenizer (same resolution of `model.pretrained` as the model)."""
     from transformers import AutoTokenizer
 
-    from lightning_modules.news import resolve_pretrained  # the module owns how a checkpoint is found
+    from hw2lab.pretrained import resolve_pretrained
 
     location, local = resolve_pretrained(name)
     try:
@@ -297,7 +296,7 @@ def load_hf_tokenizer(name: str):
 # ---------------------------------------------------------------------------------------------- datamodule
 
 
-class NewsDataModule(L.LightningDataModule):
+class NewsDataModule(InMemoryDataModule):
     """BBC News (folder) or a labelled news CSV, split train/val/test and encoded for the chosen model."""
 
     def __init__(
@@ -323,12 +322,11 @@ class NewsDataModule(L.LightningDataModule):
         seed: int = 42,
         download: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, seed)
         check(text in TEXT_FIELDS, f"data.text must be one of {TEXT_FIELDS}, got {text!r}")
         check(tokenizer in TOKENIZERS, f"data.tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
         check(min_count >= 1, f"data.min_count must be >= 1, got {min_count}")
         check(max_length >= 1, f"data.max_length must be >= 1, got {max_length}")
-        check(batch_size >= 1, f"data.batch_size must be >= 1, got {batch_size}")
         check(
             not windows or bool(tokenizer_name),
             "data.windows=true needs a Transformer tokenizer (model=transformer); word models read "
@@ -362,13 +360,12 @@ class NewsDataModule(L.LightningDataModule):
         self.tokenizer_name = tokenizer_name
         self.windows, self.window_overlap, self.max_windows = windows, window_overlap, max_windows
         self.embedding_file, self.add_embedding_words = embedding_file, add_embedding_words
-        self.batch_size, self.split, self.seed, self.download = batch_size, list(split), seed, download
+        self.split, self.download = list(split), download
         self.folds, self.fold = folds, fold
         self.classes: list[str] = []
         self.vocab: Vocabulary | None = None
         self.hf_tokenizer = None
         self.articles: dict[str, list[Article]] = {}
-        self.tensors: dict[str, tuple[torch.Tensor, ...]] = {}
         self.run_notes: dict[str, dict[str, int]] = {}
 
     @property
@@ -392,7 +389,7 @@ class NewsDataModule(L.LightningDataModule):
         return [article.id for article in self.articles[split]]
 
     def setup(self, stage: str | None = None) -> None:
-        if self.tensors:
+        if self.split_tensors:
             return
         source = require(self.data_dir, self.path, download=False)
         articles = read_articles(source)
@@ -439,7 +436,7 @@ class NewsDataModule(L.LightningDataModule):
         self.vocab = Vocabulary.build(tokens["train"], self.min_count, self.max_vocab, extra)
         for split in SPLITS:
             ids, lengths = pad_ids([self.vocab.encode(t) for t in tokens[split]], self.max_length)
-            self.tensors[split] = (ids, lengths, torch.tensor(self._labels(split), dtype=torch.long))
+            self.split_tensors[split] = (ids, lengths, torch.tensor(self._labels(split), dtype=torch.long))
         known = sum(id_ != 1 for t in tokens["val"] for id_ in self.vocab.encode(t))
         total = sum(len(t) for t in tokens["val"]) or 1
         log.info(
@@ -451,7 +448,7 @@ class NewsDataModule(L.LightningDataModule):
             self.tokenizer,
             self.pipeline.stop_words_source or "kept",
             100 * known / total,
-            self.tensors["train"][0].shape[1],
+            self.split_tensors["train"][0].shape[1],
         )
 
     def _encode_with_pretrained_tokenizer(self) -> None:
@@ -460,11 +457,11 @@ class NewsDataModule(L.LightningDataModule):
             texts = [a.text(self.text) for a in self.articles[split]]
             labels = torch.tensor(self._labels(split), dtype=torch.long)
             if self.windows:
-                self.tensors[split] = (*self.encode_windows(texts), labels)
+                self.split_tensors[split] = (*self.encode_windows(texts), labels)
             else:
                 encoded = self.encode_pretrained(texts)
-                self.tensors[split] = (encoded["input_ids"], encoded["attention_mask"], labels)
-        ids, mask = self.tensors["train"][:2]
+                self.split_tensors[split] = (encoded["input_ids"], encoded["attention_mask"], labels)
+        ids, mask = self.split_tensors["train"][:2]
         if self.windows:
             counts = mask[:, :, 0].sum(1).float()
             log.info(
@@ -531,17 +528,3 @@ class NewsDataModule(L.LightningDataModule):
             encoded = self.encode_pretrained(texts)
             return encoded["input_ids"], encoded["attention_mask"]
         return pad_ids([self.vocab.encode(self.pipeline(t)) for t in texts], self.max_length)
-
-    def _batches(self, split: str, shuffle: bool) -> TensorBatches:
-        return TensorBatches.for_trainer(
-            self.trainer, *self.tensors[split], batch_size=self.batch_size, shuffle=shuffle, seed=self.seed
-        )
-
-    def train_dataloader(self) -> TensorBatches:
-        return self._batches("train", shuffle=True)
-
-    def val_dataloader(self) -> TensorBatches:
-        return self._batches("val", shuffle=False)
-
-    def test_dataloader(self) -> TensorBatches:
-        return self._batches("test", shuffle=False)

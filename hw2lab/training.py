@@ -177,7 +177,10 @@ class TaskModule(L.LightningModule):
         key = f"{stage}_means"
         stacked = torch.stack([torch.as_tensor(v).detach().float().reshape(()) for v in values.values()])
         if key not in self.epoch_means:
-            self.epoch_means[key] = EpochMeans(tuple(values)).to(stacked.device)
+            # Normal tensors even when the first call is under inference mode (validation), so the same store
+            # can be updated outside it later (a module validated, then fitted).
+            with torch.inference_mode(False):
+                self.epoch_means[key] = EpochMeans(tuple(values)).to(stacked.device)
         self.epoch_means[key].update(stacked, weight)
 
     def add_stage_metrics(self, make: Callable[[], MetricCollection]) -> None:
@@ -196,7 +199,8 @@ class TaskModule(L.LightningModule):
             if metric is None or not _updated(metric):
                 continue
             values.update({f"{stage}/{name}": value for name, value in metric.compute().items()})
-            metric.reset()
+            with torch.inference_mode(False):  # fresh states as normal tensors (see accumulate)
+                metric.reset()
         return values
 
     def log_epoch(self, stage: str, **extra: torch.Tensor | float) -> None:

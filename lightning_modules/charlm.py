@@ -6,25 +6,26 @@ it is reset when a batch says so (the first chunk of an epoch, or every batch of
 Validation carries the state the same way over the whole validation stream, so val/bpc is the model's
 cross-entropy on every validation character, in bits: nats / ln 2.
 
-The vocabulary comes from the training text, so the network is built in `setup` (once the datamodule has
-read the file) and the vocabulary travels in the checkpoint.
+The vocabulary comes from the training text, so the network (`net`, a partial taking the vocabulary size) is
+built in `setup`, once the datamodule has read the file, and the vocabulary travels in the checkpoint.
+Optimiser, learning-rate schedule and gradient clipping come from config (hw2lab.training.TaskModule and
+`trainer.gradient_clip_val`).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable, Mapping
 
-import lightning as L
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 from torch import nn
 
 from datamodules.charlm import IGNORE_INDEX, CharBatch, Vocabulary
 from hw2lab.errors import check
-
-CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-LR_SCHEDULES = ("exponential", "cosine")
+from hw2lab.training import RECURRENT_CELLS, TaskModule, eval_mode
 
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -42,10 +43,15 @@ class CharRNN(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        check(cell in RECURRENT_CELLS, f"cell must be one of {tuple(RECURRENT_CELLS)}, got {cell!r}")
+        check(embedding_dim >= 1, f"model.net.embedding_dim must be >= 1, got {embedding_dim}")
+        check(hidden_size >= 1, f"model.net.hidden_size must be >= 1, got {hidden_size}")
+        check(num_layers >= 1, f"model.net.num_layers must be >= 1, got {num_layers}")
+        check(0.0 <= dropout < 1.0, f"model.net.dropout must be in [0, 1), got {dropout}")
         self.cell = cell
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         # nn.RNN uses tanh; dropout applies between recurrent layers (not inside the recurrence).
-        self.rnn = CELLS[cell](
+        self.rnn = RECURRENT_CELLS[cell](
             embedding_dim,
             hidden_size,
             num_layers,
@@ -68,15 +74,43 @@ def detach_hidden(hidden: Hidden) -> Hidden:
     return hidden.detach()
 
 
-def cosine_rate(progress: float, floor: float) -> float:
-    """The share of the peak learning rate at `progress` (0 to 1) of a cosine that ends at `floor`."""
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 def bits_per_character(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy in bits over the targets that are not padding."""
     nats = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
     return nats / math.log(2)
+
+
+def plain_step(
+    net: CharRNN,
+    optimizer: torch.optim.Optimizer,
+    batch: CharBatch,
+    hidden: Hidden | None,
+    gradient_clip_val: float | None,
+) -> tuple[torch.Tensor, Hidden]:
+    """One training step without Lightning, as CharLMModule takes it (for bench/ and scripts/): the state
+    carried and detached, gradient-norm clipping. Returns the loss and the state for the next chunk."""
+    logits, hidden = net(batch.inputs, None if batch.reset else hidden)
+    loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if gradient_clip_val:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), gradient_clip_val)
+    optimizer.step()
+    return loss, detach_hidden(hidden)
+
+
+def stream_bpc(net: CharRNN, batches: Iterable[CharBatch]) -> float:
+    """Bits per character over every scored target of a stream, the state carried (as the module scores)."""
+    nats, scored, hidden = 0.0, 0, None
+    with eval_mode(net):
+        for batch in batches:
+            logits, hidden = net(batch.inputs, None if batch.reset else hidden)
+            targets = batch.targets.flatten()
+            nats += F.cross_entropy(
+                logits.flatten(0, 1), targets, ignore_index=IGNORE_INDEX, reduction="sum"
+            ).item()
+            scored += int((targets != IGNORE_INDEX).sum())
+    return nats / scored / math.log(2)
 
 
 def check_sampling(temperature: float, top_k: int | None) -> None:
@@ -85,52 +119,90 @@ def check_sampling(temperature: float, top_k: int | None) -> None:
     check(top_k is None or top_k >= 1, f"top_k must be >= 1 or null, got {top_k}")
 
 
-class CharLMModule(L.LightningModule):
-    """Trains CharRNN with truncated BPTT; logs loss (nats), bpc (bits) per epoch and training chars/s."""
+def as_config(factory: Callable | Mapping | None) -> dict | None:
+    """A partial (functools' or Hydra's) of keyword arguments as the `_partial_` config that makes it."""
+    if factory is None or isinstance(factory, Mapping):
+        return None if factory is None else dict(factory)
+    target = getattr(factory, "func", factory)
+    check(not getattr(factory, "args", ()), f"{factory!r}: give the settings as keywords")
+    return {
+        "_target_": f"{target.__module__}.{target.__qualname__}",
+        "_partial_": True,
+        **getattr(factory, "keywords", {}),
+    }
+
+
+# Where the targets of a config given as a mapping (a checkpoint's) may come from: a checkpoint loads with
+# weights_only, so it must not name just any callable for the module to call.
+CONFIG_TARGETS = {
+    "net": ("lightning_modules.", "torch.nn."),
+    "optimizer": ("torch.optim.",),
+    "scheduler": ("torch.optim.lr_scheduler.", "hw2lab.training."),
+}
+
+
+def from_config(factory: Callable | Mapping | None, role: str) -> Callable | None:
+    """The partial a `_partial_` config describes, for `role` (net, optimizer, scheduler); a partial or None
+    as it is."""
+    if not isinstance(factory, Mapping):
+        return factory
+    target = str(factory.get("_target_", ""))
+    check(
+        target.startswith(CONFIG_TARGETS[role]) and factory.get("_partial_") is True,
+        f"model.{role} from a mapping must be a _partial_ target under {CONFIG_TARGETS[role]}, got {target!r}",
+    )
+    return instantiate(factory)
+
+
+class CharLMModule(TaskModule):
+    """Trains CharRNN with truncated BPTT; logs loss (nats), bpc (bits) per epoch and training chars/s.
+
+    `net` is a partial taking the vocabulary size (`model.net` in config); `optimizer`, `scheduler` and
+    `scheduler_interval` are TaskModule's (`model.optimizer`, `model.scheduler`). Each of the three may also
+    be given as its `_partial_` config (a mapping): that is how the checkpoint keeps them (plain values, so
+    it loads with weights_only), and `CharLMModule.load_from_checkpoint(path)` needs nothing else.
+    """
 
     def __init__(
         self,
-        cell: str = "lstm",
-        embedding_dim: int = 64,
-        hidden_size: int = 256,
-        num_layers: int = 2,
-        dropout: float = 0.0,
-        lr: float = 2e-3,
-        weight_decay: float = 0.0,
-        lr_decay: float = 1.0,
-        lr_schedule: str = "exponential",
-        min_lr_ratio: float = 0.0,
-        grad_clip: float | None = 1.0,
+        net: Callable[[int], CharRNN] | Mapping,
+        optimizer: Callable[..., torch.optim.Optimizer] | Mapping,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | Mapping | None = None,
+        scheduler_interval: str = "step",
         vocabulary: str | None = None,
     ) -> None:
-        super().__init__()
-        check(cell in CELLS, f"cell must be one of {tuple(CELLS)}, got {cell!r}")
-        check(embedding_dim >= 1, f"model.embedding_dim must be >= 1, got {embedding_dim}")
-        check(hidden_size >= 1, f"model.hidden_size must be >= 1, got {hidden_size}")
-        check(num_layers >= 1, f"model.num_layers must be >= 1, got {num_layers}")
-        check(0.0 <= dropout < 1.0, f"model.dropout must be in [0, 1), got {dropout}")
-        check(lr > 0, f"model.lr must be > 0, got {lr}")
-        check(0.0 < lr_decay <= 1.0, f"model.lr_decay must be in (0, 1], got {lr_decay}")
-        check(
-            lr_schedule in LR_SCHEDULES,
-            f"model.lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}",
+        net = from_config(net, "net")
+        optimizer = from_config(optimizer, "optimizer")
+        scheduler = from_config(scheduler, "scheduler")
+        super().__init__(optimizer, scheduler, scheduler_interval)
+        # A bad network setting fails now, in one line: built on the meta device (no memory, no random draws).
+        with torch.device("meta"):
+            net(1)
+        self.save_hyperparameters(
+            {
+                "net": as_config(net),
+                "optimizer": as_config(optimizer),
+                "scheduler": as_config(scheduler),
+                "scheduler_interval": scheduler_interval,
+            },
+            logger=False,
         )
-        check(0.0 <= min_lr_ratio <= 1.0, f"model.min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
-        check(grad_clip is None or grad_clip > 0, f"grad_clip must be > 0 or null, got {grad_clip}")
-        self.save_hyperparameters(ignore=["vocabulary"], logger=False)
+        self.make_net = net
         self.net: CharRNN | None = None
         self.vocabulary: Vocabulary | None = None
         if vocabulary is not None:
-            self._build(Vocabulary(vocabulary))
+            self.build(Vocabulary(vocabulary))
         # The state carried between batches, one per stage: validation runs in the middle of a training
         # epoch's stream must not clobber it.
         self._hidden: dict[str, Hidden | None] = {}
-        # Epoch sums (nats, scored characters) on the device; one in-place add per step.
-        self._sums: dict[str, torch.Tensor] = {}
+        # Training characters scored this epoch (on the device: no host sync per step) and the epoch's
+        # training time without the validation runs inside it, for train/chars_per_s.
+        self._train_chars: torch.Tensor | None = None
         self._train_started = 0.0
         self._validation_started = 0.0
 
-    def _build(self, vocabulary: Vocabulary) -> None:
+    def build(self, vocabulary: Vocabulary) -> None:
+        """Build the network for `vocabulary` (once; a different vocabulary later is a user error)."""
         if self.vocabulary is not None:
             check(
                 vocabulary.characters == self.vocabulary.characters,
@@ -138,24 +210,20 @@ class CharLMModule(L.LightningModule):
             )
             return
         self.vocabulary = vocabulary
-        hp = self.hparams
-        self.net = CharRNN(
-            len(vocabulary), hp.cell, hp.embedding_dim, hp.hidden_size, hp.num_layers, hp.dropout
-        )
+        self.net = self.make_net(len(vocabulary))
 
     def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
-        vocabulary = getattr(datamodule, "vocabulary", None)
+        vocabulary = getattr(self.trainer.datamodule, "vocabulary", None)
         check(
             vocabulary is not None, "CharLMModule needs a datamodule with a vocabulary (CharTextDataModule)"
         )
-        self._build(vocabulary)
+        self.build(vocabulary)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["vocabulary"] = self.vocabulary.characters
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._build(Vocabulary(checkpoint["vocabulary"]))
+        self.build(Vocabulary(checkpoint["vocabulary"]))
 
     def forward(self, ids: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
         return self.net(ids, hidden)
@@ -169,23 +237,12 @@ class CharLMModule(L.LightningModule):
             logits.flatten(0, 1).float(), targets, ignore_index=IGNORE_INDEX, reduction="sum"
         )
         scored = (targets != IGNORE_INDEX).sum()
-        values = torch.stack([nats_sum.detach(), scored.to(nats_sum.dtype)])
-        if stage in self._sums:
-            self._sums[stage].add_(values)
-        else:
-            self._sums[stage] = values
-        return nats_sum / scored.clamp(min=1)
-
-    def _log_epoch(self, stage: str) -> None:
-        if stage not in self._sums:
-            return
-        nats_sum, scored = self._sums.pop(stage)
         loss = nats_sum / scored.clamp(min=1)
-        metrics = {f"{stage}/loss": loss, f"{stage}/bpc": loss / math.log(2)}
+        # Means per scored character (padding is not scored), weighted by the characters scored.
+        self.accumulate(stage, scored, loss=loss, bpc=loss / math.log(2))
         if stage == "train":
-            elapsed = max(time.perf_counter() - self._train_started, 1e-9)
-            metrics["train/chars_per_s"] = scored / elapsed
-        self.log_dict(metrics, sync_dist=True)
+            self._train_chars = scored if self._train_chars is None else self._train_chars + scored
+        return loss
 
     def training_step(self, batch: CharBatch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
@@ -198,6 +255,7 @@ class CharLMModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._hidden.pop("train", None)
+        self._train_chars = None
         self._train_started = time.perf_counter()
 
     def on_validation_epoch_start(self) -> None:
@@ -205,45 +263,19 @@ class CharLMModule(L.LightningModule):
         self._validation_started = time.perf_counter()
 
     def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
+        super().on_validation_epoch_end()
         # Validation inside a training epoch does not count as training time (chars/s).
         self._train_started += time.perf_counter() - self._validation_started
 
     def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
+        if self._train_chars is None:
+            return
+        elapsed = max(time.perf_counter() - self._train_started, 1e-9)
+        self.log_epoch("train", chars_per_s=self._train_chars / elapsed)
 
     def on_test_epoch_start(self) -> None:
         self._hidden.pop("test", None)
 
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # Clipping lives in the module, not in trainer.gradient_clip_val: the trainer preset is composed
-        # after the task config and would reset a task's trainer setting.
-        if self.hparams.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.parameters(), self.hparams.grad_clip)
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        # AdamW: the decay shrinks the weights directly instead of joining the gradient, where Adam's
-        # per-weight scaling would weaken it wherever gradients are large; weight_decay 0 is plain Adam.
-        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.lr_schedule == "cosine":
-            # Per step, from lr down to lr * min_lr_ratio at the last planned step (max_epochs or
-            # max_steps): for a fixed budget, annealing to a small rate is worth more than any constant one.
-            total = max(int(self.trainer.estimated_stepping_batches), 1)
-
-            scheduler = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda step: cosine_rate(min(step / total, 1.0), hp.min_lr_ratio)
-            )
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-        if hp.lr_decay >= 1.0:
-            return optimizer
-        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=hp.lr_decay)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
-
-    @torch.no_grad()
     def sample(
         self,
         prime: str,
@@ -269,13 +301,9 @@ class CharLMModule(L.LightningModule):
         check_sampling(temperature, top_k)
         prime_ids = self.vocabulary.encode(prime, f"the prime {prime!r}")
         ids = torch.cat([self.vocabulary.encode(context, "the sampling context"), prime_ids]).to(self.device)
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             logits, hidden = self.net(ids[None], None)
             chosen = self._continue(logits, hidden, length, temperature, top_k, greedy, generator)
-        finally:
-            self.train(was_training)
         return prime + self.vocabulary.decode(chosen)
 
     def _continue(

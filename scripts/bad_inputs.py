@@ -98,7 +98,7 @@ CASES: list[tuple[str, list[str], object]] = [
     ("news: GloVe file with a ragged line", ["task=news", "model=lstm"], glove_ragged),
     (
         "news: model.pretrained that does not exist",
-        ["task=news", "model=transformer", "model.pretrained=/nope"],
+        ["task=news", "model=transformer", "model.net.encoder.pretrained=/nope"],
         None,
     ),
     ("charlm: empty text file", ["task=charlm"], lambda d: fake_shakespeare(d, "")),

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from helpers import assert_run_outputs
+from helpers import assert_run_outputs, compose_config
 
 from callbacks.charlm import TextSamples, paragraph_context
 from datamodules.charlm import (
@@ -20,7 +21,8 @@ from datamodules.charlm import (
     Vocabulary,
 )
 from hw2lab.errors import HW2LabError
-from lightning_modules.charlm import CharLMModule, bits_per_character
+from hw2lab.training import cosine_decay
+from lightning_modules.charlm import CharLMModule, CharRNN, bits_per_character
 
 # A few lines in the course's spirit: enough structure for a tiny model to learn something quickly.
 TEXT = (
@@ -39,6 +41,33 @@ def make_datamodule(tmp_path: Path, text: str = TEXT, **kwargs) -> CharTextDataM
     path = write_text(tmp_path, text)
     options = {"batch_size": 4, "time_step": 8, "eval_batch_size": 3, **kwargs}
     return CharTextDataModule(data_dir=str(tmp_path), file=path.name, **options)
+
+
+def make_module(
+    cell: str = "lstm",
+    embedding_dim: int = 64,
+    hidden_size: int = 256,
+    num_layers: int = 2,
+    dropout: float = 0.0,
+    lr: float = 2e-3,
+    weight_decay: float = 0.0,
+    scheduler=None,
+    vocabulary: str | None = None,
+) -> CharLMModule:
+    """The module as config builds it: `net` and `optimizer` partials (model.net, model.optimizer)."""
+    return CharLMModule(
+        net=partial(
+            CharRNN,
+            cell=cell,
+            embedding_dim=embedding_dim,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            dropout=dropout,
+        ),
+        optimizer=partial(torch.optim.AdamW, lr=lr, weight_decay=weight_decay),
+        scheduler=scheduler,
+        vocabulary=vocabulary,
+    )
 
 
 def quiet_trainer(**kwargs) -> L.Trainer:
@@ -139,7 +168,7 @@ def test_bits_per_character_matches_a_hand_computation():
 
 def test_validation_bpc_is_every_character_scored_with_the_state_carried(tmp_path):
     datamodule = make_datamodule(tmp_path, eval_batch_size=1)  # one stream, read in chunks of 8
-    module = CharLMModule(cell="lstm", embedding_dim=8, hidden_size=16, num_layers=1)
+    module = make_module(cell="lstm", embedding_dim=8, hidden_size=16, num_layers=1)
     (result,) = quiet_trainer().validate(module, datamodule=datamodule, verbose=False)
     # By hand: the whole validation text in one pass, so the state runs from the first to the last character.
     ids = datamodule.splits["val"]
@@ -157,9 +186,11 @@ def test_validation_bpc_is_every_character_scored_with_the_state_carried(tmp_pat
 def test_short_training_lowers_validation_bpc(tmp_path, mode):
     torch.manual_seed(0)
     datamodule = make_datamodule(tmp_path, mode=mode, batch_size=8, time_step=16)
-    module = CharLMModule(cell="lstm", embedding_dim=16, hidden_size=32, num_layers=1, lr=1e-2)
+    module = make_module(cell="lstm", embedding_dim=16, hidden_size=32, num_layers=1, lr=1e-2)
+    # Without inference mode: epoch means first made under inference mode (trainer.validate's default)
+    # cannot be updated by fit's validation, which runs under no_grad (TaskModule makes them lazily).
+    (before,) = quiet_trainer(inference_mode=False).validate(module, datamodule=datamodule, verbose=False)
     trainer = quiet_trainer(max_epochs=4)
-    (before,) = trainer.validate(module, datamodule=datamodule, verbose=False)
     trainer.fit(module, datamodule=datamodule)
     assert trainer.callback_metrics["train/chars_per_s"] > 0
     (after,) = trainer.validate(module, datamodule=datamodule, verbose=False)
@@ -168,8 +199,12 @@ def test_short_training_lowers_validation_bpc(tmp_path, mode):
 
 def test_cosine_schedule_anneals_to_the_floor_by_the_last_planned_step(tmp_path):
     datamodule = make_datamodule(tmp_path, batch_size=8, time_step=16)
-    module = CharLMModule(
-        embedding_dim=8, hidden_size=8, num_layers=1, lr=1e-2, lr_schedule="cosine", min_lr_ratio=0.1
+    module = make_module(
+        embedding_dim=8,
+        hidden_size=8,
+        num_layers=1,
+        lr=1e-2,
+        scheduler=partial(cosine_decay, min_lr_ratio=0.1),
     )
     seen: list[float] = []
 
@@ -182,37 +217,38 @@ def test_cosine_schedule_anneals_to_the_floor_by_the_last_planned_step(tmp_path)
     assert seen[0] == pytest.approx(1e-2)
     assert all(later < earlier for earlier, later in zip(seen, seen[1:]))
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-3)  # lr * min_lr_ratio
-    with pytest.raises(HW2LabError, match="model.lr_schedule"):
-        CharLMModule(lr_schedule="linear")
 
 
-def test_gradients_are_clipped_before_each_optimizer_step():
-    module = CharLMModule(hidden_size=8, num_layers=1, grad_clip=0.5, vocabulary="abc")
-    for parameter in module.parameters():
-        parameter.grad = torch.full_like(parameter, 3.0)
-    module.on_before_optimizer_step(optimizer=None)
-    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in module.parameters()]))
-    assert norm.item() == pytest.approx(0.5, rel=1e-4)
+def test_the_task_config_clips_gradients_and_anneals_whatever_the_trainer_preset():
+    for trainer in ("default", "cpu"):
+        cfg = compose_config(["task=charlm", f"trainer={trainer}"])
+        assert cfg.trainer.gradient_clip_val == 1.0
+        assert cfg.trainer.max_epochs == 7
+        assert cfg.model.scheduler._target_ == "hw2lab.training.cosine_decay"
+    cfg = compose_config(["task=charlm", "trainer.gradient_clip_val=null", "model.scheduler=null"])
+    assert cfg.trainer.gradient_clip_val is None and cfg.model.scheduler is None
 
 
-def test_weight_decay_is_decoupled_from_the_gradient():
-    # With no gradient, AdamW shrinks every weight by exactly lr * weight_decay of itself; Adam's L2 term
-    # would instead move each weight by about lr, whatever its size.
-    module = CharLMModule(hidden_size=8, num_layers=1, lr=0.1, weight_decay=0.5, vocabulary="abc")
+def test_weight_decay_is_decoupled_and_spares_biases_and_the_embedding():
+    # With no gradient, AdamW shrinks every decayed weight by exactly lr * weight_decay of itself (Adam's L2
+    # term would instead move each weight by about lr, whatever its size); biases and the embedding stay.
+    module = make_module(hidden_size=8, num_layers=1, lr=0.1, weight_decay=0.5, vocabulary="abc")
     optimizer = module.configure_optimizers()
-    before = [parameter.detach().clone() for parameter in module.parameters()]
+    before = {name: parameter.detach().clone() for name, parameter in module.named_parameters()}
     for parameter in module.parameters():
         parameter.grad = torch.zeros_like(parameter)
     optimizer.step()
-    for old, new in zip(before, module.parameters()):
-        torch.testing.assert_close(new.detach(), old * (1 - 0.1 * 0.5))
+    decayed = {"net.rnn.weight_ih_l0", "net.rnn.weight_hh_l0", "net.head.weight"}
+    for name, parameter in module.named_parameters():
+        expected = before[name] * (1 - 0.1 * 0.5) if name in decayed else before[name]
+        torch.testing.assert_close(parameter.detach(), expected, msg=name)
 
 
 def trained_module(tmp_path: Path) -> CharLMModule:
     datamodule = make_datamodule(tmp_path)
     datamodule.setup()
     torch.manual_seed(0)
-    return CharLMModule(
+    return make_module(
         cell="gru", embedding_dim=8, hidden_size=16, num_layers=2, vocabulary=datamodule.vocabulary.characters
     )
 
@@ -232,6 +268,33 @@ def test_sampling_is_deterministic_under_a_seed(tmp_path):
     ]
     assert draws[0] == draws[1] != draws[2]
     assert all(draw.startswith("ROMEO") and len(draw) == 65 for draw in draws)
+
+
+def test_a_checkpoint_alone_rebuilds_the_model(tmp_path):
+    # The net, optimiser and schedule travel as their configs (plain values: the checkpoint loads with
+    # weights_only), the vocabulary beside the weights.
+    datamodule = make_datamodule(tmp_path)
+    module = make_module(
+        cell="gru",
+        embedding_dim=8,
+        hidden_size=16,
+        num_layers=1,
+        scheduler=partial(cosine_decay, min_lr_ratio=0.1),
+    )
+    trainer = quiet_trainer(max_steps=2, limit_val_batches=1)
+    trainer.fit(module, datamodule=datamodule)
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    loaded = CharLMModule.load_from_checkpoint(tmp_path / "model.ckpt", weights_only=True)
+    assert (
+        loaded.hparams["net"]["cell"] == "gru"
+        and loaded.vocabulary.characters == module.vocabulary.characters
+    )
+    assert loaded.hparams["scheduler"]["_target_"] == "hw2lab.training.cosine_decay"
+    sample = partial(module.sample, "NCTU", 20, generator=torch.Generator().manual_seed(1))
+    assert loaded.sample("NCTU", 20, generator=torch.Generator().manual_seed(1)) == sample()
+    # A checkpoint cannot make the module call just any function.
+    with pytest.raises(HW2LabError, match="model.net from a mapping must be a _partial_ target"):
+        CharLMModule(net={"_target_": "os.system", "_partial_": True}, optimizer=torch.optim.AdamW)
 
 
 def test_sampling_context_ends_at_the_last_blank_line():
@@ -272,7 +335,7 @@ def test_time_step_larger_than_the_text_is_a_user_error(tmp_path):
 
 def test_bad_config_values_fail_in_constructors(tmp_path):
     with pytest.raises(HW2LabError, match="cell must be one of"):
-        CharLMModule(cell="transformer")
+        make_module(cell="transformer")
     with pytest.raises(HW2LabError, match="mode"):
         make_datamodule(tmp_path, mode="shuffled")
     with pytest.raises(HW2LabError, match="split"):
@@ -290,7 +353,7 @@ def test_prime_outside_the_vocabulary_is_a_clear_error(tmp_path):
     callback = TextSamples(figures_dir=str(tmp_path / "figures"), prime="Zounds")
     trainer = quiet_trainer(max_epochs=1, callbacks=[callback])
     with pytest.raises(HW2LabError, match="the prime 'Zounds' has characters .* 'Zu'"):
-        trainer.fit(CharLMModule(hidden_size=8, num_layers=1), datamodule=datamodule)
+        trainer.fit(make_module(hidden_size=8, num_layers=1), datamodule=datamodule)
 
 
 # --- real data ------------------------------------------------------------------------------------
@@ -310,6 +373,7 @@ def test_real_tiny_shakespeare(real_data_dir):
 # --- end to end -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cell_sweep_end_to_end(cli, tmp_path):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -322,9 +386,9 @@ def test_cell_sweep_end_to_end(cli, tmp_path):
             "data.file=plays.txt",
             "data.batch_size=4",
             "time_step=16",
-            "model.hidden_size=16",
-            "model.embedding_dim=8",
-            "model.num_layers=1",
+            "model.net.hidden_size=16",
+            "model.net.embedding_dim=8",
+            "model.net.num_layers=1",
             "sample_length=40",
             "prime=NCTU",
             "trainer.max_epochs=2",
@@ -341,12 +405,17 @@ def test_cell_sweep_end_to_end(cli, tmp_path):
         assert (run_dir / "figures" / "sample.txt").read_text().startswith("NCTU")
         module = CharLMModule.load_from_checkpoint(run_dir / metrics["best_checkpoint"])
         assert module.sample("NCTU", 5, greedy=True).startswith("NCTU")
-    cells = [json.loads((sweep / job / "metrics.json").read_text())["hparams"]["model.cell"] for job in "01"]
+    cells = [
+        json.loads((sweep / job / "metrics.json").read_text())["hparams"]["model.net.cell"] for job in "01"
+    ]
     assert cells == ["rnn", "lstm"]
-    assert (sweep / "summary.csv").is_file() and "val/bpc" in (sweep / "summary.md").read_text()
+    summary = (sweep / "summary.md").read_text()
+    assert (sweep / "summary.csv").is_file() and "val/bpc" in summary
+    assert "## Samples after training" in summary and "```\nNCTU" in summary
     assert (sweep / "comparison.png").stat().st_size > 1000, result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_bad_cell_on_the_command_line_is_one_line(cli, tmp_path):
     result = cli(["task=charlm", "cell=transformer"], data_dir=tmp_path, expect_ok=False)
     assert result.returncode != 0

