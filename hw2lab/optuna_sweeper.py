@@ -477,7 +477,13 @@ class OptunaSweeper(Sweeper):
         seed = config.get("seed")
         if seed is not None:
             config["seed"] = int(hash_seed(int(seed), number))
-        return instantiate(config)
+        try:
+            return instantiate(config)
+        except Exception as error:
+            cause = error.__cause__ or error
+            raise HW2LabError(
+                f"bad hydra.sweeper.sampler ({config.get('_target_')}): {one_line(cause)}"
+            ) from None
 
     def sweep(self, arguments: list[str]) -> None:
         try:
