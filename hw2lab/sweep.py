@@ -37,10 +37,16 @@ class JobRecord:
     notes: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     label: str = ""
+    # an Optuna trial stopped with its search and queued again as a new trial (hw2lab.optuna_sweeper)
+    retried: bool = False
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def failed(self) -> bool:
+        return not self.ok and not self.retried
 
 
 def collect_jobs(sweep_dir: Path) -> list[JobRecord]:
@@ -59,6 +65,7 @@ def collect_jobs(sweep_dir: Path) -> list[JobRecord]:
                 hparams=data.get("hparams", {}),
                 notes=data.get("notes", {}),
                 error=data.get("error", ""),
+                retried=bool(data.get("retried", False)),
             )
         )
     jobs.sort(key=lambda job: job.number)
@@ -99,7 +106,8 @@ def write_summary(
         "|" + "---|" * len(md_header),
     ]
     for job in jobs:
-        cells = [str(job.number), job.status, f"`{job.label}`"] + [_format(job.metrics.get(k)) for k in shown]
+        status = f"{job.status} (retried)" if job.retried else job.status
+        cells = [str(job.number), status, f"`{job.label}`"] + [_format(job.metrics.get(k)) for k in shown]
         lines.append("| " + " | ".join(cells) + " |")
     study = sweep_dir / "optimization_results.yaml"  # written by the Optuna sweeper before this callback
     if study.exists():
@@ -111,9 +119,12 @@ def write_summary(
             study.read_text().strip(),
             "```",
         ]
+    trials = sweep_dir / "optuna_trials.md"  # the study's trials (all workers, all reruns), same origin
+    if trials.exists():
+        lines += ["", *trials.read_text().strip().splitlines()]
     for section in sections:
         lines += section(jobs)
-    failed = [job for job in jobs if not job.ok]
+    failed = [job for job in jobs if job.failed]
     if failed:
         lines += ["", "## Failed jobs", ""] + [
             f"- job {job.number} (`{job.label}`): {job.error}" for job in failed
@@ -159,7 +170,7 @@ class SweepSummary(Callback):
                 log.info("sweep comparison figure: %s", figure)
             except Exception as error:  # a broken figure must not hide the summary
                 log.error("sweep comparison figure failed: %s: %s", type(error).__name__, error)
-        failed = [job for job in jobs if not job.ok]
+        failed = [job for job in jobs if job.failed]
         if failed:
             # Hydra turns exceptions raised by callbacks into warnings; SystemExit still sets the exit code.
             message = (
