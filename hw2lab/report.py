@@ -66,6 +66,10 @@ class Run:
         return (True, ending[0]) if len(ending) == 1 else (False, None)
 
     def matches(self, where: dict[str, Any]) -> bool:
+        """True for exactly the row's configuration: every `where` key as wanted, and no other override that
+        changes what is computed (seeds, loggers, threads, devices and Hydra's own settings do not)."""
+        if any(key not in where and not _incidental(key) for key in self.settings):
+            return False
         for key, wanted in where.items():
             if wanted is None:  # not overridden
                 if key in self.settings:
@@ -75,6 +79,27 @@ class Run:
             if not found or not _same(value, wanted):
                 return False
         return True
+
+
+INCIDENTAL = {
+    "seed",
+    "logger",
+    "num_threads",
+    "download",
+    "test",
+    "resume",
+    "matmul_precision",
+    "trainer",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.precision",
+    "trainer.enable_progress_bar",
+}
+INCIDENTAL_PREFIXES = ("hydra.", "hydra/", "paths.")
+
+
+def _incidental(key: str) -> bool:
+    return key in INCIDENTAL or key.startswith(INCIDENTAL_PREFIXES)
 
 
 def _same(value: Any, wanted: Any) -> bool:

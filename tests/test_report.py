@@ -146,3 +146,18 @@ def test_the_readme_results_block_matches_the_committed_records():
     spec, course = report.load_spec()
     rows = report.build_rows(report.collect_runs([], REPO_ROOT / "results"), spec, course)
     assert report.readme_block(rows) in readme
+
+
+def test_a_row_takes_only_runs_of_exactly_its_configuration():
+    run = report.Run(
+        "vae",
+        "",
+        "",
+        {},
+        ["task=vae", "seed=3", "hydra/launcher=joblib"],
+        {"test/neg_elbo": 1.0},
+        hparams={"model.kl_weight": 1.0},
+    )
+    assert run.matches({"task": "vae", "model": None, "model.kl_weight": 1.0})
+    tuned = report.Run("vae", "", "", {}, ["task=vae", "model.optimizer.lr=0.003"], {}, hparams=run.hparams)
+    assert not tuned.matches({"task": "vae", "model": None, "model.kl_weight": 1.0})
