@@ -11,24 +11,34 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
 
+from datamodules.covid import FEATURES
 from hw2lab.errors import check
 from hw2lab.training import RECURRENT_CELLS, TaskModule, eval_mode
 
 
 class RecurrentClassifier(nn.Module):
-    """(batch, L) new cases -> (batch,) logits, from the last step's top-layer hidden state."""
+    """(batch, L) new cases, or (batch, L, 1 + channels) with the data's `features`, -> (batch,) logits,
+    from the last step's top-layer hidden state."""
 
     def __init__(
-        self, cell: str = "lstm", hidden_size: int = 32, num_layers: int = 1, dropout: float = 0.0
+        self,
+        cell: str = "lstm",
+        hidden_size: int = 32,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        features: list[str] | tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         check(cell in RECURRENT_CELLS, f"cell must be one of {tuple(RECURRENT_CELLS)}, got {cell!r}")
+        unknown = [name for name in features or () if name not in FEATURES]
+        check(not unknown, f"features must be among {tuple(FEATURES)}, got {unknown}")
         check(hidden_size >= 1 and num_layers >= 1, "model.net hidden_size and num_layers must be >= 1")
         check(0 <= dropout < 1, f"model.net.dropout must be in [0, 1), got {dropout}")
         self.cell = cell
         # PyTorch applies dropout between stacked layers only, so one layer takes none.
+        self.input_size = 1 + sum(FEATURES[name] for name in features or ())
         self.rnn = RECURRENT_CELLS[cell](
-            1,
+            self.input_size,
             hidden_size,
             num_layers=num_layers,
             dropout=dropout if num_layers > 1 else 0.0,
@@ -38,7 +48,7 @@ class RecurrentClassifier(nn.Module):
         self.head = nn.Linear(hidden_size, 1)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        outputs, _ = self.rnn(windows.unsqueeze(-1))
+        outputs, _ = self.rnn(windows.unsqueeze(-1) if windows.dim() == 2 else windows)
         return self.head(self.dropout(outputs[:, -1])).squeeze(-1)
 
 
