@@ -37,7 +37,7 @@ LABEL_RULES = ("increase", "new_cases")
 NORMALIZATIONS = ("none", "max", "zscore", "log1p")
 SPLITS = ("random", "time", "country")
 # Extra input channels per day of a window, and how many channels each adds (the new cases are channel 0).
-FEATURES = {"dow": 2, "scale": 1, "lag7": 1, "mean7": 1}
+FEATURES = {"dow": 2, "scale": 1, "lag7": 1, "lastweek": 1, "mean7": 1}
 # Days of history before a window that the extra channels and the baselines may read (zero-padded before
 # the first day of the date window).
 HISTORY = 14
@@ -349,6 +349,9 @@ def window_features(
       the window's last day (causal: nothing after the window), the same on every day of the window: how
       big the country is, which a per-window normalisation alone would not keep;
     - `lag7`: sign-log1p of the new cases 7 days before each day (last week's pattern, also for L < 7);
+    - `lastweek`: sign-log1p of the new cases 7 days before the day after each day (day d - 6), so the
+      last step holds the labelled day's count a week earlier and the step before it that of the
+      window's last day: the seasonal comparison sits in the last two steps, as today's does;
     - `mean7`: sign-log1p of the mean of the 7 days ending at each day (the level beyond the window).
 
     `target_day` may be one past the last day (tomorrow's prediction). `diffs` are raw new cases.
@@ -369,6 +372,8 @@ def window_features(
             channels.append(np.repeat(signed_log1p(so_far)[:, None], interval, axis=1))
         elif name == "lag7":
             channels.append(signed_log1p(padded[rows[:, None], steps - 7 + HISTORY]))
+        elif name == "lastweek":
+            channels.append(signed_log1p(padded[rows[:, None], steps - 6 + HISTORY]))
         elif name == "mean7":
             last = steps + HISTORY + 1  # one past each day in the padded array
             week = (cumulative[rows[:, None], last] - cumulative[rows[:, None], last - 7]) / 7
@@ -376,6 +381,12 @@ def window_features(
     if not channels:
         return np.zeros((len(rows), interval, 0))
     return np.stack(channels, axis=-1)
+
+
+def first_case_day(diffs: np.ndarray) -> np.ndarray:
+    """Per row, the index of the first day with new cases (> 0); the number of days if none."""
+    positive = diffs > 0
+    return np.where(positive.any(axis=1), np.argmax(positive, axis=1), diffs.shape[1])
 
 
 def last_report_day(diffs: np.ndarray, stale_days: int | None) -> np.ndarray:
@@ -416,6 +427,7 @@ class CovidDataModule(InMemoryDataModule):
         origin: int = 0,
         features: list[str] | tuple[str, ...] = (),
         stale_days: int | None = None,
+        from_first_case: bool = False,
         batch_size: int = 64,
         seed: int = 42,
         url: str | None = None,
@@ -456,6 +468,7 @@ class CovidDataModule(InMemoryDataModule):
         self.corr_threshold, self.min_partners = corr_threshold, min_partners
         self.split, self.val_fraction, self.test_fraction = split, val_fraction, test_fraction
         self.origin, self.features, self.stale_days = origin, features, stale_days
+        self.from_first_case = from_first_case
         self.split_index: dict[str, np.ndarray] = {}
         self.label_balance: dict[str, float] = {}
 
@@ -486,12 +499,15 @@ class CovidDataModule(InMemoryDataModule):
         )
         diffs = self.diffs.loc[self.countries].to_numpy()
         _, labels, rows, target_day = make_windows(diffs, self.interval, self.label_rule)
-        total = len(labels)
-        # Labels after a country stopped reporting are not observations: drop those windows.
+        # Labels after a country stopped reporting are not observations: drop those windows; with
+        # from_first_case, also the windows that end before the country's first new case.
         self.last_report = last_report_day(diffs, self.stale_days)
         reported = target_day <= self.last_report[rows]
+        stale = int(np.sum(~reported))
+        if self.from_first_case:
+            reported &= target_day - 1 >= first_case_day(diffs)[rows]
+        before = int(np.sum(~reported)) - stale
         labels, rows, target_day = labels[reported], rows[reported], target_day[reported]
-        stale = total - len(labels)
         windows = self.inputs(diffs, rows, target_day)
         before_duplicates = len(windows)
         if self.drop_duplicates:
@@ -536,7 +552,9 @@ class CovidDataModule(InMemoryDataModule):
             self.min_partners,
             self.interval,
             len(windows),
-            f" ({stale} after a country stopped reporting dropped)" if stale else "",
+            f" ({stale} after a country stopped reporting, {before} before its first case dropped)"
+            if stale or before
+            else "",
             f" ({before_duplicates - len(windows)} duplicates dropped)" if self.drop_duplicates else "",
             self.split,
             f" origin {self.origin}" if self.split == "time" else "",

@@ -32,6 +32,7 @@ from datamodules.covid import (
     correlated_countries,
     correlation_matrix,
     daily_differences,
+    first_case_day,
     first_occurrences,
     last_report_day,
     make_windows,
@@ -276,6 +277,8 @@ def test_features_read_the_right_days_and_nothing_after_the_window():
     assert np.allclose(np.expm1(features[0, :, 2]), np.mean(np.arange(1, 21)))  # days 0..19 only
     assert np.allclose(np.expm1(features[0, :, 3]), [11, 12, 13])  # 7 days before days 17, 18, 19
     assert np.allclose(np.expm1(features[0, -1, 4]), np.mean(np.arange(14, 21)))  # days 13..19
+    lastweek = window_features(diffs, rows[:1], target_day[:1], 3, ["lastweek"], 0)
+    assert np.allclose(np.expm1(lastweek[0, :, 0]), [12, 13, 14])  # days 11..13: the next days a week ago
     changed = diffs.copy()
     changed[:, 20:] = 1e6  # the future: no feature of a window ending on day 19 may move
     assert np.array_equal(
@@ -293,6 +296,29 @@ def test_countries_that_stopped_reporting():
     diffs = np.array([[1.0] * 10 + [0.0] * 30, [1.0] * 35 + [0.0] * 5, [0.0] * 40])
     assert last_report_day(diffs, 28).tolist() == [9, 39, -1]
     assert last_report_day(diffs, None).tolist() == [39, 39, 39]
+    assert first_case_day(np.array([[0.0, 0.0, 2.0, 0.0], [0.0] * 4])).tolist() == [2, 4]
+
+
+def test_windows_before_the_first_case_and_after_the_last_report_are_dropped(data_dir):
+    kept = {}
+    for first in (False, True):
+        datamodule = CovidDataModule(
+            str(data_dir),
+            "covid/covid_19.csv",
+            interval=3,
+            start_date=None,
+            end_date=None,
+            min_partners=1,
+            stale_days=28,
+            from_first_case=first,
+        )
+        datamodule.setup()
+        diffs = datamodule.diffs.loc[datamodule.countries].to_numpy()
+        rows, days = np.concatenate([datamodule.split_days(name) for name in ("train", "val", "test")], 1)
+        if first:
+            assert np.all(days - 1 >= first_case_day(diffs)[rows])
+        kept[first] = len(rows)
+    assert kept[True] <= kept[False]
 
 
 def scores_of(name: str, recent: np.ndarray, labels: np.ndarray, label_rule: str = "increase") -> dict:
@@ -424,9 +450,10 @@ def test_top_level_knobs_reach_data_and_model():
     cfg = compose_config(["task=covid", "interval=7", "cell=gru", "model.optimizer.lr=0.01"])
     assert cfg.data.interval == 7 and cfg.model.net.cell == "gru"
     assert cfg.data.split == "time" and list(cfg.data.features) == list(cfg.model.net.features)
-    assert build(cfg.model).net.input_size == 1 + 2 + 1 + 1 + 1
+    assert build(cfg.model).net.input_size == 1 + len(cfg.features)
     report = compose_config(["experiment=covid_report"])
     assert report.data.split == "random" and list(report.model.net.features) == []
+    assert not report.data.from_first_case and cfg.data.from_first_case
     assert cfg.callbacks.model_checkpoint.monitor == cfg.optimized_metric
     assert cfg.callbacks.baselines.seed == cfg.seed
     module = build(cfg.model)
