@@ -425,6 +425,35 @@ class Reliability(L.Callback):
         save_figure(fig, self.figures_dir, "reliability", trainer)
 
 
+def baseline_lines(jobs: list) -> list[str]:
+    """summary.md's section: per job the model's test accuracy and AUROC beside every baseline's, and the
+    margin over the best baseline of each (points)."""
+    rows = [job for job in jobs if "test/acc" in job.metrics and "test/acc_majority" in job.metrics]
+    if not rows:
+        return []
+    header = ["job", "overrides"]
+    for score in ("acc", "auroc"):
+        header += [f"{score} model", *(f"{score} {name}" for name in BASELINES), f"{score} − best (points)"]
+    lines = [
+        "",
+        "## The model against the baselines (same test windows)",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for job in rows:
+        cells = [str(job.number), f"`{job.label}`"]
+        for score in ("acc", "auroc"):
+            baselines = [job.metrics.get(f"test/{score}_{name}") for name in BASELINES]
+            model = job.metrics.get(f"test/{score}")
+            best = max((value for value in baselines if value is not None), default=None)
+            cells += [f"{model:.3f}" if model is not None else ""]
+            cells += [f"{value:.3f}" if value is not None else "" for value in baselines]
+            cells += [f"{100 * (model - best):+.2f}" if model is not None and best is not None else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def compare_interval_cell(jobs: list, sweep_dir: Path) -> Path:
     """Test accuracy and F1 by interval L (x) and cell (bars), with the majority and logistic-regression
     baselines of each L as markers; jobs with the same L and cell (e.g. seeds) are averaged."""

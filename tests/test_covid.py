@@ -554,4 +554,5 @@ def test_two_job_sweep(cli, data_dir, tmp_path):
         assert {"train/acc", "val/acc", "test/acc"} <= set(header)
     assert json.loads((sweep / "1" / "metrics.json").read_text())["hparams"]["data.interval"] == 5
     assert (sweep / "summary.csv").is_file() and (sweep / "summary.md").is_file()
+    assert "## The model against the baselines" in (sweep / "summary.md").read_text()
     assert (sweep / "comparison.png").stat().st_size > 1000
