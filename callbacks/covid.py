@@ -293,6 +293,7 @@ def baseline_probabilities(
     test_recent: np.ndarray,
     label_rule: str,
     seed: int,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Each baseline's P(label 1) for the test windows:
 
@@ -310,21 +311,33 @@ def baseline_probabilities(
       reporting follows the week), from the same 8 days, so also for L < 8;
     - `hgb`: scikit-learn's HistGradientBoostingClassifier on the same inputs as logistic regression.
 
-    A one-class train split makes logistic regression and the trees the majority class.
+    A one-class train split makes logistic regression and the trees the majority class. With `val`
+    (inputs, labels), the two learned baselines' logits get an offset fitted on the val windows, as the
+    model's do with `model.recalibrate` (`lightning_modules.covid.fit_logit_offset`).
     """
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 
     from datamodules.covid import apply_label_rule
+    from lightning_modules.covid import fit_logit_offset
+
+    def logit(p: np.ndarray) -> np.ndarray:
+        p = np.clip(p, 1e-7, 1 - 1e-7)
+        return np.log(p / (1 - p))
 
     train_x, test_x = train_x.reshape(len(train_x), -1), test_x.reshape(len(test_x), -1)
     majority = float(train_y.mean() >= 0.5)
     out = {"majority": np.full(len(test_x), majority)}
     if len(np.unique(train_y)) == 2:
         logreg = LogisticRegression(max_iter=2000, random_state=seed).fit(train_x, train_y)
-        out["logreg"] = logreg.predict_proba(test_x)[:, 1]
         trees = HistGradientBoostingClassifier(random_state=seed).fit(train_x, train_y)
-        out["hgb"] = trees.predict_proba(test_x)[:, 1]
+        for name, model in (("logreg", logreg), ("hgb", trees)):
+            logits = logit(model.predict_proba(test_x)[:, 1])
+            if val is not None:
+                val_x, val_y = val
+                val_logits = logit(model.predict_proba(val_x.reshape(len(val_x), -1))[:, 1])
+                logits = logits + fit_logit_offset(val_logits, val_y)
+            out[name] = 1.0 / (1.0 + np.exp(-logits))
     else:
         out["logreg"] = out["hgb"] = out["majority"]
     out["persistence"] = apply_label_rule(test_recent[:, -2], test_recent[:, -1], label_rule).astype(float)
@@ -344,12 +357,13 @@ def fit_baselines(
     seed: int,
     test_recent: np.ndarray | None = None,
     label_rule: str = "increase",
+    val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """The baselines fitted on the train windows, scored on the test windows: `test/<score>_<name>` for
     every score of `probability_scores` (acc, f1, f1_neg, auroc, brier). Without `test_recent`,
     persistence, reversal and the seasonal forecast are left out."""
     recent = test_recent if test_recent is not None else np.zeros((len(test_x), 8))
-    predictions = baseline_probabilities(train_x, train_y, test_x, recent, label_rule, seed)
+    predictions = baseline_probabilities(train_x, train_y, test_x, recent, label_rule, seed, val)
     out = {}
     for name, probabilities in predictions.items():
         if test_recent is None and name in ("persistence", "reversal", "seasonal"):
@@ -362,10 +376,11 @@ def fit_baselines(
 class Baselines(L.Callback):
     """The forecasters' baselines (`BASELINES`, see `baseline_probabilities`) fitted on the same train
     windows and scored on the same test windows as the recurrent model, logged with the test metrics:
-    `test/acc_<name>`, `test/f1_<name>`, `test/f1_neg_<name>`, `test/auroc_<name>`, `test/brier_<name>`."""
+    `test/acc_<name>`, `test/f1_<name>`, `test/f1_neg_<name>`, `test/auroc_<name>`, `test/brier_<name>`.
+    With `recalibrate` (as the model's), logistic regression and the trees get their offset on val too."""
 
-    def __init__(self, seed: int = 42) -> None:
-        self.seed = seed
+    def __init__(self, seed: int = 42, recalibrate: bool = False) -> None:
+        self.seed, self.recalibrate = seed, recalibrate
 
     def scores(self, datamodule: CovidData) -> dict[str, float]:
         """The baselines' test scores on a datamodule that is set up."""
@@ -375,6 +390,7 @@ class Baselines(L.Callback):
             seed=self.seed,
             test_recent=datamodule.split_recent("test"),
             label_rule=datamodule.label_rule,
+            val=datamodule.split_arrays("val") if self.recalibrate else None,
         )
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -45,7 +45,7 @@ from datamodules.covid import (
 )
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import build
-from lightning_modules.covid import CovidModule, RecurrentClassifier
+from lightning_modules.covid import CovidModule, RecurrentClassifier, fit_logit_offset
 
 ADAM = partial(torch.optim.Adam, lr=1e-3)
 
@@ -424,7 +424,7 @@ def test_fit_logs_test_curves_and_test_logs_baselines(data_dir):
     datamodule = CovidDataModule(
         str(data_dir), "covid/covid_19.csv", start_date=None, end_date=None, min_partners=1, batch_size=32
     )
-    module = CovidModule(RecurrentClassifier("gru", hidden_size=4), ADAM)
+    module = CovidModule(RecurrentClassifier("gru", hidden_size=4), ADAM, recalibrate=True)
     trainer = L.Trainer(
         max_epochs=1,
         callbacks=[Baselines(seed=0), DataReport(), Reliability()],
@@ -444,6 +444,19 @@ def test_fit_logs_test_curves_and_test_logs_baselines(data_dir):
         tested
     )
     assert {"test/f1_neg", "test/brier", "test/auroc_hgb", "test/acc_seasonal"} <= set(tested)
+    val_windows, val_labels = datamodule.split_tensors["val"]
+    with torch.no_grad():
+        val_logits = module.net(val_windows).numpy()
+    assert tested["test/logit_offset"] == pytest.approx(
+        fit_logit_offset(val_logits, val_labels.numpy()), abs=1e-5
+    )
+
+
+def test_logit_offset_matches_the_rate_of_a_later_block():
+    labels = np.array([1.0, 0.0, 0.0, 0.0] * 5)
+    assert fit_logit_offset(np.zeros(20), labels) == pytest.approx(np.log(0.25 / 0.75))
+    assert fit_logit_offset(np.full(20, 3.0), labels) == pytest.approx(np.log(0.25 / 0.75) - 3.0)
+    assert fit_logit_offset(np.zeros(4), np.ones(4)) == 0.0  # one class: nothing to fit
 
 
 def test_top_level_knobs_reach_data_and_model():
