@@ -83,7 +83,7 @@ def main() -> None:
         "--out", help="where to write the JSON result (default: bench/results/covid-<time>.json)"
     )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # overrides may come before and after the options
     for name in ("lightning", "lightning.pytorch", "hw2lab"):
         logging.getLogger(name).setLevel(logging.ERROR)
     intervals = [int(v) for v in args.intervals.split(",")]
