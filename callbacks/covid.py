@@ -1,6 +1,7 @@
 """COVID figures and reports: correlation heatmap, confusion matrices, the pygal world map of tomorrow's
-predictions, the label balance, the majority-class and logistic-regression baselines, and the L x cell
-sweep comparison.
+predictions, the label balance, the reliability figure with the Brier score, the forecasters' baselines
+(majority class, logistic regression, persistence, seasonal naive, gradient-boosted trees) and the
+L x cell sweep comparison.
 
 The callbacks ask the module and the datamodule only for what `WindowClassifier` and `CovidData` declare.
 """
@@ -41,10 +42,13 @@ class CovidData(Protocol):
     correlation: pd.DataFrame  # country x country correlation of daily new cases
     countries: list[str]  # the set C the windows come from
     interval: int
+    label_rule: str
     label_balance: dict[str, float]  # "<split>/positive_rate"
     split_tensors: dict[str, tuple[torch.Tensor, torch.Tensor]]  # windows (float32), labels per split
 
     def split_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def split_recent(self, split: str) -> np.ndarray: ...
 
     def latest_windows(self) -> tuple[list[str], torch.Tensor]: ...
 
@@ -255,50 +259,215 @@ class DataReport(L.Callback):
 
 
 def binary_scores(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Accuracy and F1 of 0/1 predictions."""
+    """Accuracy and F1 (of class 1) of 0/1 predictions."""
     predicted, labels = predicted.astype(bool), labels.astype(bool)
     true_pos = float(np.sum(predicted & labels))
     denominator = float(predicted.sum() + labels.sum())
     return float(np.mean(predicted == labels)), 2 * true_pos / denominator if denominator else 0.0
 
 
-def fit_baselines(
-    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int
-) -> dict[str, float]:
-    """Majority class and logistic regression fitted on the train windows, scored on the test windows:
-    `test/acc_<name>` and `test/f1_<name>`."""
+def probability_scores(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """acc and F1 of both classes (`f1` of 1, `f1_neg` of 0) at p >= 0.5, AUROC (a constant
+    forecast scores 0.5; a 0/1 forecast its balanced accuracy) and the Brier score (mean squared error
+    of the probability; a 0/1 forecast scores its error rate). AUROC is left out when the labels hold
+    one class only."""
+    from sklearn.metrics import roc_auc_score
+
+    probabilities, labels = np.asarray(probabilities, np.float64), np.asarray(labels, np.float64)
+    predicted = probabilities >= 0.5
+    acc, f1 = binary_scores(predicted, labels)
+    _, f1_neg = binary_scores(~predicted, labels == 0)
+    out = {"acc": acc, "f1": f1, "f1_neg": f1_neg, "brier": float(np.mean((probabilities - labels) ** 2))}
+    if len(np.unique(labels)) == 2:
+        out["auroc"] = float(roc_auc_score(labels, probabilities))
+    return out
+
+
+BASELINES = ("majority", "logreg", "persistence", "reversal", "seasonal", "hgb")
+
+
+def baseline_probabilities(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_recent: np.ndarray,
+    label_rule: str,
+    seed: int,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Each baseline's P(label 1) for the test windows:
+
+    - `majority`: the train majority class;
+    - `logreg`: logistic regression on the model's inputs (flattened: the window, and its feature
+      channels where configured), fitted on the train windows;
+    - `persistence`: the label rule applied one day back: tomorrow's change has the sign of today's
+      (`increase`: 1 if today's new cases exceed yesterday's), from `test_recent` (raw new cases of the
+      8 days before the labelled day, oldest first);
+    - `reversal`: the opposite of persistence, 1 if today's new cases are below yesterday's (ties, such
+      as 0 then 0, are 0 as in the label; with `new_cases`, 1 - persistence). Daily counts are noisy: a
+      day above its predecessor is more often followed by one below it, so this rule is a baseline to
+      beat as well;
+    - `seasonal`: the label rule applied 7 days back (the labelled day's weekday a week earlier:
+      reporting follows the week), from the same 8 days, so also for L < 8;
+    - `hgb`: scikit-learn's HistGradientBoostingClassifier on the same inputs as logistic regression.
+
+    A one-class train split makes logistic regression and the trees the majority class. With `val`
+    (inputs, labels), the two learned baselines' logits get an offset fitted on the val windows, as the
+    model's do with `model.recalibrate` (`lightning_modules.covid.fit_logit_offset`).
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 
+    from datamodules.covid import apply_label_rule
+    from lightning_modules.covid import fit_logit_offset
+
+    def logit(p: np.ndarray) -> np.ndarray:
+        p = np.clip(p, 1e-7, 1 - 1e-7)
+        return np.log(p / (1 - p))
+
+    train_x, test_x = train_x.reshape(len(train_x), -1), test_x.reshape(len(test_x), -1)
     majority = float(train_y.mean() >= 0.5)
-    scores = {"majority": binary_scores(np.full_like(test_y, majority), test_y)}
+    out = {"majority": np.full(len(test_x), majority)}
     if len(np.unique(train_y)) == 2:
-        model = LogisticRegression(max_iter=2000, random_state=seed).fit(train_x, train_y)
-        scores["logreg"] = binary_scores(model.predict(test_x), test_y)
-    else:  # one class only: logistic regression degenerates to the majority class
-        scores["logreg"] = scores["majority"]
+        logreg = LogisticRegression(max_iter=2000, random_state=seed).fit(train_x, train_y)
+        trees = HistGradientBoostingClassifier(random_state=seed).fit(train_x, train_y)
+        for name, model in (("logreg", logreg), ("hgb", trees)):
+            logits = logit(model.predict_proba(test_x)[:, 1])
+            if val is not None:
+                val_x, val_y = val
+                val_logits = logit(model.predict_proba(val_x.reshape(len(val_x), -1))[:, 1])
+                logits = logits + fit_logit_offset(val_logits, val_y)
+            out[name] = 1.0 / (1.0 + np.exp(-logits))
+    else:
+        out["logreg"] = out["hgb"] = out["majority"]
+    out["persistence"] = apply_label_rule(test_recent[:, -2], test_recent[:, -1], label_rule).astype(float)
+    if label_rule == "increase":  # 1 if today is below yesterday; a tie (e.g. 0 then 0) is 0 as the label
+        out["reversal"] = (test_recent[:, -1] < test_recent[:, -2]).astype(float)
+    else:
+        out["reversal"] = 1.0 - out["persistence"]
+    out["seasonal"] = apply_label_rule(test_recent[:, 0], test_recent[:, 1], label_rule).astype(float)
+    return {name: out[name] for name in BASELINES}
+
+
+def fit_baselines(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    seed: int,
+    test_recent: np.ndarray | None = None,
+    label_rule: str = "increase",
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, float]:
+    """The baselines fitted on the train windows, scored on the test windows: `test/<score>_<name>` for
+    every score of `probability_scores` (acc, f1, f1_neg, auroc, brier). Without `test_recent`,
+    persistence, reversal and the seasonal forecast are left out."""
+    recent = test_recent if test_recent is not None else np.zeros((len(test_x), 8))
+    predictions = baseline_probabilities(train_x, train_y, test_x, recent, label_rule, seed, val)
     out = {}
-    for name, (acc, f1) in scores.items():
-        out[f"test/acc_{name}"] = acc
-        out[f"test/f1_{name}"] = f1
+    for name, probabilities in predictions.items():
+        if test_recent is None and name in ("persistence", "reversal", "seasonal"):
+            continue
+        for score, value in probability_scores(probabilities, test_y).items():
+            out[f"test/{score}_{name}"] = value
     return out
 
 
 class Baselines(L.Callback):
-    """The majority class and logistic regression on the windows the recurrent model reads: fitted on the
-    same train windows, scored on the same test windows, logged with the test metrics
-    (`test/acc_majority`, `test/f1_majority`, `test/acc_logreg`, `test/f1_logreg`)."""
+    """The forecasters' baselines (`BASELINES`, see `baseline_probabilities`) fitted on the same train
+    windows and scored on the same test windows as the recurrent model, logged with the test metrics:
+    `test/acc_<name>`, `test/f1_<name>`, `test/f1_neg_<name>`, `test/auroc_<name>`, `test/brier_<name>`.
+    With `recalibrate` (as the model's), logistic regression and the trees get their offset on val too."""
 
-    def __init__(self, seed: int = 42) -> None:
-        self.seed = seed
+    def __init__(self, seed: int = 42, recalibrate: bool = False) -> None:
+        self.seed, self.recalibrate = seed, recalibrate
 
     def scores(self, datamodule: CovidData) -> dict[str, float]:
         """The baselines' test scores on a datamodule that is set up."""
         return fit_baselines(
-            *datamodule.split_arrays("train"), *datamodule.split_arrays("test"), seed=self.seed
+            *datamodule.split_arrays("train"),
+            *datamodule.split_arrays("test"),
+            seed=self.seed,
+            test_recent=datamodule.split_recent("test"),
+            label_rule=datamodule.label_rule,
+            val=datamodule.split_arrays("val") if self.recalibrate else None,
         )
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         pl_module.log_dict(self.scores(trainer.datamodule), add_dataloader_idx=False)
+
+
+class Reliability(L.Callback):
+    """The tested model's probabilities on the test windows: `test/f1_neg` (F1 of class 0) and
+    `test/brier` in the metrics, and `figures/reliability.png`: the observed rate of increases per bin
+    of predicted probability against the diagonal, with how many windows fall in each bin."""
+
+    def __init__(self, figures_dir: str | None = None, bins: int = 10) -> None:
+        self.figures_dir = Path(figures_dir) if figures_dir else None
+        self.bins = bins
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        datamodule: CovidData = trainer.datamodule
+        windows, labels = datamodule.split_tensors["test"]
+        probabilities = classifier(pl_module).predict_proba(windows).cpu().double().numpy()
+        labels = labels.double().numpy()
+        scores = probability_scores(probabilities, labels)
+        pl_module.log_dict(
+            {"test/f1_neg": scores["f1_neg"], "test/brier": scores["brier"]}, add_dataloader_idx=False
+        )
+        if self.figures_dir is None or not trainer.is_global_zero:
+            return
+        edges = np.linspace(0, 1, self.bins + 1)
+        which = np.clip(np.digitize(probabilities, edges[1:-1]), 0, self.bins - 1)
+        counts = np.bincount(which, minlength=self.bins)
+        observed = np.bincount(which, weights=labels, minlength=self.bins) / np.maximum(counts, 1)
+        predicted = np.bincount(which, weights=probabilities, minlength=self.bins) / np.maximum(counts, 1)
+        fig, (axis, hist) = plt.subplots(
+            2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+        )
+        axis.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfectly calibrated")
+        shown = counts > 0
+        axis.plot(predicted[shown], observed[shown], "o-", label="model")
+        axis.set_ylabel("observed rate of increases")
+        axis.set_title(
+            f"reliability on {len(labels)} test windows (Brier {scores['brier']:.3f})", fontsize=10
+        )
+        axis.legend(fontsize=8)
+        axis.grid(alpha=0.3)
+        hist.bar((edges[:-1] + edges[1:]) / 2, counts, width=1 / self.bins, edgecolor="white")
+        hist.set_xlabel("predicted P(increase)")
+        hist.set_ylabel("windows")
+        fig.tight_layout()
+        save_figure(fig, self.figures_dir, "reliability", trainer)
+
+
+def baseline_lines(jobs: list) -> list[str]:
+    """summary.md's section: per job the model's test accuracy and AUROC beside every baseline's, and the
+    margin over the best baseline of each (points)."""
+    rows = [job for job in jobs if "test/acc" in job.metrics and "test/acc_majority" in job.metrics]
+    if not rows:
+        return []
+    header = ["job", "overrides"]
+    for score in ("acc", "auroc"):
+        header += [f"{score} model", *(f"{score} {name}" for name in BASELINES), f"{score} − best (points)"]
+    lines = [
+        "",
+        "## The model against the baselines (same test windows)",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for job in rows:
+        cells = [str(job.number), f"`{job.label}`"]
+        for score in ("acc", "auroc"):
+            baselines = [job.metrics.get(f"test/{score}_{name}") for name in BASELINES]
+            model = job.metrics.get(f"test/{score}")
+            best = max((value for value in baselines if value is not None), default=None)
+            cells += [f"{model:.3f}" if model is not None else ""]
+            cells += [f"{value:.3f}" if value is not None else "" for value in baselines]
+            cells += [f"{100 * (model - best):+.2f}" if model is not None and best is not None else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def compare_interval_cell(jobs: list, sweep_dir: Path) -> Path:

@@ -16,22 +16,37 @@ import torch
 from helpers import assert_run_outputs, compose_config
 from omegaconf import open_dict
 
-from callbacks.covid import NOT_COUNTRIES, Baselines, DataReport, WindowClassifier, fit_baselines, map_country
+from callbacks.covid import (
+    BASELINES,
+    NOT_COUNTRIES,
+    Baselines,
+    DataReport,
+    Reliability,
+    WindowClassifier,
+    baseline_probabilities,
+    fit_baselines,
+    map_country,
+    probability_scores,
+)
 from datamodules.covid import (
     CovidDataModule,
     correlated_countries,
     correlation_matrix,
     daily_differences,
+    first_case_day,
     first_occurrences,
+    last_report_day,
     make_windows,
     normalize_windows,
     read_case_table,
+    recent_days,
     select_dates,
     split_windows,
+    window_features,
 )
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import build
-from lightning_modules.covid import CovidModule, RecurrentClassifier
+from lightning_modules.covid import CovidModule, RecurrentClassifier, fit_logit_offset
 
 ADAM = partial(torch.optim.Adam, lr=1e-3)
 
@@ -181,12 +196,177 @@ def read_case_table_from(cases):
 
 def test_time_split_keeps_the_future_out_of_training():
     target_day = np.tile(np.arange(5, 45), 3)
-    parts = split_windows(target_day, "time", val_fraction=0.1, test_fraction=0.2, seed=0)
+    parts = split_windows(target_day, "time", val_fraction=0.1, test_fraction=0.2, seed=0)  # gap 0
     assert target_day[parts["train"]].max() < target_day[parts["val"]].min()
     assert target_day[parts["val"]].max() < target_day[parts["test"]].min()
     assert target_day[parts["test"]].min() == 37  # the last 8 of 40 labelled days
     random = split_windows(target_day, "random", val_fraction=0.1, test_fraction=0.2, seed=0)
     assert sorted(np.concatenate(list(random.values())).tolist()) == list(range(len(target_day)))
+
+
+def window_days(target_day: np.ndarray, interval: int) -> list[set[int]]:
+    """The day indices a window reads and labels: its L days and the labelled day."""
+    return [set(range(day - interval, day + 1)) for day in target_day]
+
+
+@pytest.mark.parametrize("origin", [0, 1, 2])
+@pytest.mark.parametrize("interval", [3, 7])
+def test_time_split_leaves_no_day_shared_between_parts(interval, origin):
+    """Checked on the windows' day indices: no val or test window shares a day (of its L days or its
+    label) with a training window, nor a test window with a val window; each origin moves back."""
+    days = np.arange(interval, 120)
+    target_day = np.tile(days, 4)
+    parts = split_windows(target_day, "time", 0.1, 0.2, seed=0, gap=interval, origin=origin)
+    spans = {name: set().union(*window_days(target_day[index], interval)) for name, index in parts.items()}
+    assert not spans["train"] & spans["val"] and not spans["train"] & spans["test"]
+    assert not spans["val"] & spans["test"]
+    assert target_day[parts["train"]].max() < target_day[parts["val"]].min() - interval
+    n_test = int(np.ceil(0.2 * len(days)))
+    assert target_day[parts["test"]].max() == days[-1 - origin * n_test]
+    assert len(np.unique(target_day[parts["test"]])) == n_test
+
+
+def test_time_split_of_the_datamodule_and_too_many_origins(data_dir):
+    datamodule = CovidDataModule(
+        str(data_dir),
+        "covid/covid_19.csv",
+        interval=5,
+        start_date=None,
+        end_date=None,
+        min_partners=1,
+        split="time",
+        features=["dow", "lag7"],
+    )
+    datamodule.setup()
+    rows, train_days = datamodule.split_days("train")
+    _, test_days = datamodule.split_days("test")
+    assert max(set().union(*window_days(train_days, 5))) < min(set().union(*window_days(test_days, 5)))
+    with pytest.raises(HW2LabError, match="split=time at origin 5 needs more labelled days"):
+        CovidDataModule(
+            str(data_dir),
+            "covid/covid_19.csv",
+            start_date=None,
+            end_date=None,
+            min_partners=1,
+            split="time",
+            origin=5,
+        ).setup()
+
+
+def test_country_split_keeps_every_country_on_one_side(data_dir):
+    row_index = np.repeat(np.arange(20), 30)
+    parts = split_windows(np.tile(np.arange(30), 20), "country", 0.1, 0.2, seed=3, row_index=row_index)
+    sides = [set(row_index[parts[name]]) for name in ("train", "val", "test")]
+    assert not sides[0] & sides[1] and not sides[0] & sides[2] and not sides[1] & sides[2]
+    assert (len(sides[0]), len(sides[1]), len(sides[2])) == (14, 2, 4)
+    assert sum(len(index) for index in parts.values()) == len(row_index)
+    datamodule = CovidDataModule(
+        str(data_dir), "covid/covid_19.csv", start_date=None, end_date=None, min_partners=1, split="country"
+    )
+    datamodule.setup()
+    countries = [set(datamodule.split_days(name)[0]) for name in ("train", "val", "test")]
+    assert not countries[0] & (countries[1] | countries[2]) and not countries[1] & countries[2]
+
+
+def test_features_read_the_right_days_and_nothing_after_the_window():
+    diffs = np.arange(1.0, 31.0)[None, :] * np.array([[1.0], [10.0]])  # day d has d + 1 (x10) new cases
+    rows, target_day = np.array([0, 1]), np.array([20, 30])  # 30: the day after the last (tomorrow)
+    features = window_features(diffs, rows, target_day, 3, ["dow", "scale", "lag7", "mean7"], first_weekday=2)
+    assert features.shape == (2, 3, 5)
+    angle = 2 * np.pi * ((2 + np.array([17, 18, 19])) % 7) / 7
+    assert np.allclose(features[0, :, 0], np.sin(angle)) and np.allclose(features[0, :, 1], np.cos(angle))
+    assert np.allclose(np.expm1(features[0, :, 2]), np.mean(np.arange(1, 21)))  # days 0..19 only
+    assert np.allclose(np.expm1(features[0, :, 3]), [11, 12, 13])  # 7 days before days 17, 18, 19
+    assert np.allclose(np.expm1(features[0, -1, 4]), np.mean(np.arange(14, 21)))  # days 13..19
+    lastweek = window_features(diffs, rows[:1], target_day[:1], 3, ["lastweek"], 0)
+    assert np.allclose(np.expm1(lastweek[0, :, 0]), [12, 13, 14])  # days 11..13: the next days a week ago
+    changed = diffs.copy()
+    changed[:, 20:] = 1e6  # the future: no feature of a window ending on day 19 may move
+    assert np.array_equal(
+        window_features(changed, rows[:1], target_day[:1], 3, ["scale", "lag7", "mean7"], 2),
+        window_features(diffs, rows[:1], target_day[:1], 3, ["scale", "lag7", "mean7"], 2),
+    )
+    early = window_features(diffs, np.array([0]), np.array([3]), 3, ["lag7"], 0)
+    assert early[0, :, 0].tolist() == [0, 0, 0]  # before the series: zero-padded
+    assert recent_days(diffs, np.array([1]), np.array([9]), 8).tolist() == [
+        [10.0 * (d + 1) for d in range(1, 9)]
+    ]
+
+
+def test_countries_that_stopped_reporting():
+    diffs = np.array([[1.0] * 10 + [0.0] * 30, [1.0] * 35 + [0.0] * 5, [0.0] * 40])
+    assert last_report_day(diffs, 28).tolist() == [9, 39, -1]
+    assert last_report_day(diffs, None).tolist() == [39, 39, 39]
+    assert first_case_day(np.array([[0.0, 0.0, 2.0, 0.0], [0.0] * 4])).tolist() == [2, 4]
+
+
+def test_windows_before_the_first_case_and_after_the_last_report_are_dropped(data_dir):
+    kept = {}
+    for first in (False, True):
+        datamodule = CovidDataModule(
+            str(data_dir),
+            "covid/covid_19.csv",
+            interval=3,
+            start_date=None,
+            end_date=None,
+            min_partners=1,
+            stale_days=28,
+            from_first_case=first,
+        )
+        datamodule.setup()
+        diffs = datamodule.diffs.loc[datamodule.countries].to_numpy()
+        rows, days = np.concatenate([datamodule.split_days(name) for name in ("train", "val", "test")], 1)
+        if first:
+            assert np.all(days - 1 >= first_case_day(diffs)[rows])
+        kept[first] = len(rows)
+    assert kept[True] <= kept[False]
+
+
+def scores_of(name: str, recent: np.ndarray, labels: np.ndarray, label_rule: str = "increase") -> dict:
+    x = np.zeros((len(labels), 2))
+    predictions = baseline_probabilities(x, labels, x, recent, label_rule, seed=0)
+    return probability_scores(predictions[name], labels)
+
+
+def series_case(diffs: np.ndarray, interval: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """The 8 days before each labelled day and the `increase` label, from one hand-made series."""
+    _, labels, rows, target_day = make_windows(diffs[None, :], interval, "increase")
+    keep = target_day >= 8
+    return recent_days(diffs[None, :], rows[keep], target_day[keep]), labels[keep]
+
+
+def test_each_baseline_on_a_series_where_its_answer_is_known():
+    rising = np.arange(1.0, 41.0)  # every day above the last: persistence is always right
+    recent, labels = series_case(rising)
+    assert scores_of("persistence", recent, labels)["acc"] == 1.0
+    zigzag = np.tile([0.0, 5.0], 20)  # up, down, up: reversal always right, persistence always wrong
+    recent, labels = series_case(zigzag)
+    assert scores_of("reversal", recent, labels)["acc"] == 1.0
+    assert scores_of("persistence", recent, labels)["acc"] == 0.0
+    assert scores_of("persistence", recent, labels)["auroc"] == 0.0
+    weekly = np.tile([0.0, 0.0, 3.0, 1.0, 0.0, 70.0, 2.0], 6)  # a weekly reporting pattern
+    recent, labels = series_case(weekly)
+    assert scores_of("seasonal", recent, labels)["acc"] == 1.0
+    assert scores_of("persistence", recent, labels)["acc"] < 1.0
+    # the majority class of the train labels (here 0), whatever the test windows are
+    majority = scores_of("majority", np.zeros((4, 8)), np.array([0.0, 0.0, 0.0, 1.0]))
+    assert majority["acc"] == 0.75 and majority["f1"] == 0.0 and majority["auroc"] == 0.5
+    # trees and logistic regression on a threshold rule of the window they can both learn
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 3))
+    y = (x[:, -1] > 0.3).astype(np.float32)
+    predictions = baseline_probabilities(x[:400], y[:400], x[400:], np.zeros((200, 8)), "increase", seed=0)
+    assert probability_scores(predictions["hgb"], y[400:])["acc"] > 0.95
+    assert probability_scores(predictions["logreg"], y[400:])["auroc"] > 0.99
+
+
+def test_probability_scores_on_known_answers():
+    labels = np.array([0.0, 0.0, 1.0, 1.0])
+    perfect = probability_scores(np.array([0.1, 0.2, 0.8, 0.9]), labels)
+    assert perfect["acc"] == perfect["f1"] == perfect["f1_neg"] == perfect["auroc"] == 1.0
+    assert perfect["brier"] == pytest.approx((0.01 + 0.04 + 0.04 + 0.01) / 4)
+    coin = probability_scores(np.full(4, 0.5), labels)
+    assert coin["brier"] == 0.25 and coin["auroc"] == 0.5 and coin["f1_neg"] == 0.0
 
 
 def test_baselines_on_separable_windows():
@@ -211,7 +391,12 @@ def test_datamodule_reports_balance_and_baselines_score_its_windows(data_dir):
     assert np.array_equal(labels, datamodule.split_tensors["test"][1].numpy())
     assert set(datamodule.label_balance) == {"train/positive_rate", "val/positive_rate", "test/positive_rate"}
     scores = Baselines(seed=0).scores(datamodule)
-    assert set(scores) == {"test/acc_majority", "test/f1_majority", "test/acc_logreg", "test/f1_logreg"}
+    assert set(scores) == {
+        f"test/{score}_{name}"
+        for score in ("acc", "f1", "f1_neg", "auroc", "brier")
+        for name in BASELINES
+        if score != "auroc" or len(np.unique(labels)) == 2
+    }
     majority = float(datamodule.split_arrays("train")[1].mean() >= 0.5)
     assert scores["test/acc_majority"] == pytest.approx(np.mean(labels == majority))
     names, latest = datamodule.latest_windows()
@@ -226,6 +411,8 @@ def test_model_gives_one_logit_per_window(cell):
     module = CovidModule(RecurrentClassifier(cell, hidden_size=8, num_layers=2, dropout=0.1), ADAM)
     assert isinstance(module, WindowClassifier)
     assert module(torch.randn(5, 7)).shape == (5,)
+    with_features = RecurrentClassifier(cell, hidden_size=8, features=["dow", "lag7"])
+    assert with_features(torch.randn(5, 7, 4)).shape == (5,)
     module.train()
     probabilities = module.predict_proba(torch.randn(3, 7))
     assert probabilities.min() >= 0 and probabilities.max() <= 1 and not probabilities.requires_grad
@@ -238,10 +425,10 @@ def test_fit_logs_test_curves_and_test_logs_baselines(data_dir):
     datamodule = CovidDataModule(
         str(data_dir), "covid/covid_19.csv", start_date=None, end_date=None, min_partners=1, batch_size=32
     )
-    module = CovidModule(RecurrentClassifier("gru", hidden_size=4), ADAM)
+    module = CovidModule(RecurrentClassifier("gru", hidden_size=4), ADAM, recalibrate=True)
     trainer = L.Trainer(
         max_epochs=1,
-        callbacks=[Baselines(seed=0), DataReport()],
+        callbacks=[Baselines(seed=0), DataReport(), Reliability()],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -257,11 +444,30 @@ def test_fit_logs_test_curves_and_test_logs_baselines(data_dir):
     assert {"test/loss", "test/auroc", "test/f1_majority", "train/positive_rate", "test/countries"} <= set(
         tested
     )
+    assert {"test/f1_neg", "test/brier", "test/auroc_hgb", "test/acc_seasonal"} <= set(tested)
+    val_windows, val_labels = datamodule.split_tensors["val"]
+    with torch.no_grad():
+        val_logits = module.net(val_windows).numpy()
+    assert tested["test/logit_offset"] == pytest.approx(
+        fit_logit_offset(val_logits, val_labels.numpy()), abs=1e-5
+    )
+
+
+def test_logit_offset_matches_the_rate_of_a_later_block():
+    labels = np.array([1.0, 0.0, 0.0, 0.0] * 5)
+    assert fit_logit_offset(np.zeros(20), labels) == pytest.approx(np.log(0.25 / 0.75))
+    assert fit_logit_offset(np.full(20, 3.0), labels) == pytest.approx(np.log(0.25 / 0.75) - 3.0)
+    assert fit_logit_offset(np.zeros(4), np.ones(4)) == 0.0  # one class: nothing to fit
 
 
 def test_top_level_knobs_reach_data_and_model():
     cfg = compose_config(["task=covid", "interval=7", "cell=gru", "model.optimizer.lr=0.01"])
     assert cfg.data.interval == 7 and cfg.model.net.cell == "gru"
+    assert cfg.data.split == "time" and list(cfg.data.features) == list(cfg.model.net.features)
+    assert build(cfg.model).net.input_size == 1 + len(cfg.features)
+    report = compose_config(["experiment=covid_report"])
+    assert report.data.split == "random" and list(report.model.net.features) == []
+    assert not report.data.from_first_case and cfg.data.from_first_case
     assert cfg.callbacks.model_checkpoint.monitor == cfg.optimized_metric
     assert cfg.callbacks.baselines.seed == cfg.seed
     module = build(cfg.model)
@@ -362,6 +568,7 @@ def test_two_job_sweep(cli, data_dir, tmp_path):
         assert {"train/acc", "val/acc", "test/acc"} <= set(header)
     assert json.loads((sweep / "1" / "metrics.json").read_text())["hparams"]["data.interval"] == 5
     assert (sweep / "summary.csv").is_file() and (sweep / "summary.md").is_file()
+    assert "## The model against the baselines" in (sweep / "summary.md").read_text()
     assert (sweep / "comparison.png").stat().st_size > 1000
 
 
