@@ -128,7 +128,9 @@ class KaggleSubmission(L.Callback):
             datamodule.predict_file,
             ", ".join(f"{name} {n}" for name, n in counts.items()),
             "".join(
-                f"; {v} rows with {k.replace('_', ' ')}" for k, v in empty.items() if k.startswith("empty")
+                f"; {v} of them with an {k.replace('_', ' ')}"
+                for k, v in empty.items()
+                if k.startswith("empty")
             ),
         )
 

@@ -471,8 +471,6 @@ class NewsDataModule(InMemoryDataModule):
         self.run_notes = {"split_sizes": {name: len(self.articles[name]) for name in SPLITS}}
         if not self.tokenizer_name:
             self.run_notes["stop_words"] = self.pipeline.stop_words_source or "kept"
-        if self.predict_file:
-            self._read_predict_file()
         log.info(
             "news: %d articles, %d classes %s, %d groups (articles with the same text or input kept in one split); "
             "train/val/test = %d/%d/%d (%s, seed %d, stratified)",
@@ -484,6 +482,8 @@ class NewsDataModule(InMemoryDataModule):
             how,
             self.seed,
         )
+        if self.predict_file:
+            self._read_predict_file()
         if self.tokenizer_name:
             self._encode_with_pretrained_tokenizer()
         else:
