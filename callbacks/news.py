@@ -19,6 +19,7 @@ import torch
 
 from hw2lab.figures import plot_confusion_matrix, plot_validation_curves, save_figure, tensorboard_writers
 from hw2lab.sweep import JobRecord, is_number, metric_order
+from hw2lab.training import eval_mode
 
 log = logging.getLogger("hw2lab")
 
@@ -29,6 +30,7 @@ class NewsModel(Protocol):
     """What the news callbacks use of the LightningModule (lightning_modules.news.NewsClassifier)."""
 
     device: torch.device
+    training: bool
     # The last test run's predicted class ids, one tensor per batch, in the test split's order.
     test_predictions: list[torch.Tensor]
     # Whether `attention_maps` can answer (a Transformer net).
@@ -36,6 +38,13 @@ class NewsModel(Protocol):
 
     def test_confusion_matrix(self) -> np.ndarray:
         """The last test run's counts (rows: true class, columns: predicted)."""
+
+    def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int = 0) -> torch.Tensor:
+        """Predicted class ids (B,) of a batch (inputs, lengths or mask, ignored labels)."""
+
+    def eval(self) -> NewsModel: ...
+
+    def train(self, mode: bool = True) -> NewsModel: ...
 
     def attention_maps(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
@@ -72,6 +81,58 @@ class KagglePredictions(L.Callback):
         title = f"test confusion matrix (accuracy {accuracy:.3f}, n={int(matrix.sum())})"
         fig = plot_confusion_matrix(matrix, datamodule.classes, title=title)
         save_figure(fig, self.figures_dir, "confusion_matrix", trainer, step=trainer.current_epoch)
+
+
+class KaggleSubmission(L.Callback):
+    """With `data.predict_file` (an unlabelled CSV: an id column and the text, as Kaggle's test file):
+    after testing, which the pipeline does with the best checkpoint's weights, the model predicts every row
+    and the run writes `submission.csv` with the columns `columns` (Kaggle's `Id,Category`), one row per
+    input row in the file's order, the ids as written and the training data's class names. A row with an
+    empty text is predicted like any other; their count is logged and in metrics.json's notes
+    (`predict`, from the data). Nothing happens without `data.predict_file` or when the run does not test
+    (`test=false`)."""
+
+    def __init__(
+        self, output_dir: str, file_name: str = "submission.csv", columns=("Id", "Category")
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.file_name = file_name
+        self.columns = list(columns)
+        self.run_notes: dict[str, object] = {}
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: NewsModel) -> None:
+        datamodule = trainer.datamodule
+        if not trainer.is_global_zero or not getattr(datamodule, "predict_file", None):
+            return
+        predictions = []
+        with eval_mode(pl_module):
+            for index, batch in enumerate(datamodule.predict_batches()):
+                batch = tuple(t.to(pl_module.device) for t in batch)
+                predictions.append(pl_module.predict_step(batch, index).cpu())
+        classes = datamodule.classes
+        answers = [classes[p] for p in torch.cat(predictions).tolist()]
+        ids = datamodule.ids("predict")
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        path = self.output_dir / self.file_name
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(self.columns)
+            writer.writerows(zip(ids, answers))
+        empty = datamodule.run_notes.get("predict", {})
+        counts = {name: answers.count(name) for name in classes}
+        self.run_notes = {"submission": {"file": self.file_name, "rows": len(answers), "predicted": counts}}
+        log.info(
+            "%s: %d rows predicted from %s with the tested weights (%s)%s",
+            path,
+            len(answers),
+            datamodule.predict_file,
+            ", ".join(f"{name} {n}" for name, n in counts.items()),
+            "".join(
+                f"; {v} of them with an {k.replace('_', ' ')}"
+                for k, v in empty.items()
+                if k.startswith("empty")
+            ),
+        )
 
 
 class AttentionMaps(L.Callback):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import logging
 import re
+import zipfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datamodules.tensor_batches import InMemoryDataModule
+from datamodules.tensor_batches import InMemoryDataModule, TensorBatches
 from hw2lab.data_files import require
 from hw2lab.errors import HW2LabError, check
 
@@ -78,13 +79,19 @@ def read_bbc_folder(root: Path) -> list[Article]:
     return articles
 
 
-def read_news_csv(path: Path) -> list[Article]:
-    """A labelled CSV with a header: a category column, and `title` and/or `text` (or `body`) columns;
-    an id column (`id`, `articleid`) if present, else the row number. Column names are case-insensitive."""
+def read_news_csv(path: Path, labelled: bool = True) -> list[Article]:
+    """A news CSV with a header: `title` and/or `text` (or `body`) columns, and a category column when
+    `labelled`; an id column (`id`, `articleid`) if present, else the row number. Column names are
+    case-insensitive. Unlabelled (a Kaggle test file to predict, `data.predict_file`): categories are empty,
+    ids are kept exactly as written, and a row may have an empty text."""
     with open(path, newline="", encoding="utf-8", errors="replace") as handle:
         reader = csv.DictReader(handle)
         columns = {name.strip().lower(): name for name in reader.fieldnames or []}
-        check("category" in columns, f"{path}: no 'category' column (columns: {reader.fieldnames})")
+        check(
+            not labelled or "category" in columns,
+            f"{path}: no 'category' column (columns: {reader.fieldnames}); an unlabelled file to predict "
+            "goes in data.predict_file",
+        )
         text_columns = [c for c in ("title", "text", "body") if c in columns]
         check(
             bool(text_columns), f"{path}: no 'title', 'text' or 'body' column (columns: {reader.fieldnames})"
@@ -94,6 +101,10 @@ def read_news_csv(path: Path) -> list[Article]:
         for number, row in enumerate(reader, start=1):
             title = (row.get(columns.get("title", ""), "") or "").strip()
             body = (row.get(columns.get("text", columns.get("body", "")), "") or "").strip()
+            if not labelled:
+                row_id = (row.get(id_column) or "") if id_column else str(number)
+                articles.append(Article(row_id, "", title, body))
+                continue
             category = (row.get(columns["category"]) or "").strip()
             check(bool(category), f"{path}: row {number} has an empty category")
             row_id = (row.get(id_column) or "").strip() if id_column else str(number)
@@ -199,16 +210,52 @@ def make_tokenizer(name: str) -> Callable[[str], list[str]]:
     return str.split
 
 
-def english_stop_words() -> tuple[frozenset[str], str]:
-    """nltk's English list when its corpus is installed, else scikit-learn's ENGLISH_STOP_WORDS."""
-    try:
-        from nltk.corpus import stopwords
+def nltk_data_paths(data_dir: str | Path | None = None) -> list[Path]:
+    """Where nltk data is looked for: `<data dir>/nltk_data` first (the project's offline copy), then
+    nltk's own paths (`NLTK_DATA`, ~/nltk_data, the environment's and the system's)."""
+    import nltk
 
-        return frozenset(stopwords.words("english")), "nltk"
-    except LookupError:
-        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+    own = [Path(data_dir).expanduser() / "nltk_data"] if data_dir else []
+    return own + [Path(p) for p in nltk.data.path]
 
-        return frozenset(ENGLISH_STOP_WORDS), "scikit-learn"
+
+def read_nltk_word_list(base: Path, name: str = "english") -> tuple[list[str], Path] | None:
+    """nltk's word list `corpora/stopwords/<name>` under an nltk data folder `base`, from the unpacked folder
+    or `corpora/stopwords.zip` (read as nltk reads it: one word a line, blank lines skipped); None when
+    `base` has neither. Read directly, so that a folder outside nltk's own paths is allowed."""
+    folder, archive = base / "corpora" / "stopwords", base / "corpora" / "stopwords.zip"
+    if (folder / name).is_file():
+        return (folder / name).read_text(encoding="utf-8").splitlines(), folder
+    if archive.is_file():
+        with zipfile.ZipFile(archive) as bundle:
+            lines = bundle.read(f"stopwords/{name}").decode("utf-8").splitlines()
+        return lines, archive
+    return None
+
+
+def english_stop_words(data_dir: str | Path | None = None) -> tuple[frozenset[str], str]:
+    """nltk's English list from the first place on `nltk_data_paths(data_dir)` that has its stopwords corpus
+    (folder or zip); else scikit-learn's ENGLISH_STOP_WORDS (logged). Returns (words, source), the source
+    naming the list and, for nltk's, the file it was read from."""
+    searched = nltk_data_paths(data_dir)
+    for base in searched:
+        try:
+            found = read_nltk_word_list(base)
+        except (OSError, KeyError, UnicodeDecodeError, zipfile.BadZipFile) as error:  # a damaged copy
+            log.warning("cannot read nltk's stop words under %s (%s); looking further", base, error)
+            continue
+        if found is not None:
+            words = frozenset(w.strip() for w in found[0] if w.strip())
+            if words:
+                return words, f"nltk ({found[1]})"
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    log.warning(
+        "nltk's stopwords corpus is not in %s: using scikit-learn's English stop words instead (put nltk's "
+        "corpora/stopwords.zip under <data dir>/nltk_data, or `python -m nltk.downloader stopwords`)",
+        ", ".join(str(p) for p in searched),
+    )
+    return frozenset(ENGLISH_STOP_WORDS), "scikit-learn"
 
 
 class Vocabulary:
@@ -264,13 +311,20 @@ def pad_ids(sequences: list[list[int]], max_length: int) -> tuple[torch.Tensor, 
 
 
 class TextPipeline:
-    """Lower-case -> tokenize -> drop stop words; the course's preprocessing in one callable."""
+    """Lower-case -> tokenize -> drop stop words; the course's preprocessing in one callable. Stop words:
+    nltk's English list, looked for in `<data_dir>/nltk_data` and nltk's own paths (`english_stop_words`)."""
 
-    def __init__(self, tokenizer: str = "regexp", remove_stop_words: bool = True, lowercase: bool = True):
+    def __init__(
+        self,
+        tokenizer: str = "regexp",
+        remove_stop_words: bool = True,
+        lowercase: bool = True,
+        data_dir: str | Path | None = None,
+    ):
         self.tokenize = make_tokenizer(tokenizer)
         self.lowercase = lowercase
         self.stop_words, self.stop_words_source = (
-            english_stop_words() if remove_stop_words else (frozenset(), "")
+            english_stop_words(data_dir) if remove_stop_words else (frozenset(), "")
         )
 
     def __call__(self, text: str) -> list[str]:
@@ -321,6 +375,7 @@ class NewsDataModule(InMemoryDataModule):
         fold: int = 0,
         seed: int = 42,
         download: bool = False,
+        predict_file: str | None = None,
     ) -> None:
         super().__init__(batch_size, seed)
         check(text in TEXT_FIELDS, f"data.text must be one of {TEXT_FIELDS}, got {text!r}")
@@ -354,7 +409,8 @@ class NewsDataModule(InMemoryDataModule):
             f"data.fold={fold} needs data.folds=K (K-fold cross-validation); without it the split is data.split",
         )
         self.data_dir, self.path, self.text = data_dir, path, text
-        self.pipeline = TextPipeline(tokenizer, remove_stop_words)
+        # Word models only: a Transformer reads the raw text with its own tokenizer.
+        self.pipeline = TextPipeline(tokenizer, remove_stop_words and not tokenizer_name, data_dir=data_dir)
         self.tokenizer = tokenizer
         self.min_count, self.max_vocab, self.max_length = min_count, max_vocab, max_length
         self.tokenizer_name = tokenizer_name
@@ -362,11 +418,12 @@ class NewsDataModule(InMemoryDataModule):
         self.embedding_file, self.add_embedding_words = embedding_file, add_embedding_words
         self.split, self.download = list(split), download
         self.folds, self.fold = folds, fold
+        self.predict_file = predict_file
         self.classes: list[str] = []
         self.vocab: Vocabulary | None = None
         self.hf_tokenizer = None
         self.articles: dict[str, list[Article]] = {}
-        self.run_notes: dict[str, dict[str, int]] = {}
+        self.run_notes: dict[str, object] = {}
 
     @property
     def num_classes(self) -> int:
@@ -412,6 +469,8 @@ class NewsDataModule(InMemoryDataModule):
         check(bool(self.articles["train"]), f"no training articles after the split ({how})")
         # In metrics.json: a sweep over data.fold pools its folds' test accuracy with these sizes.
         self.run_notes = {"split_sizes": {name: len(self.articles[name]) for name in SPLITS}}
+        if not self.tokenizer_name:
+            self.run_notes["stop_words"] = self.pipeline.stop_words_source or "kept"
         log.info(
             "news: %d articles, %d classes %s, %d groups (articles with the same text or input kept in one split); "
             "train/val/test = %d/%d/%d (%s, seed %d, stratified)",
@@ -423,20 +482,65 @@ class NewsDataModule(InMemoryDataModule):
             how,
             self.seed,
         )
+        if self.predict_file:
+            self._read_predict_file()
         if self.tokenizer_name:
             self._encode_with_pretrained_tokenizer()
         else:
             self._encode_words()
 
+    def _read_predict_file(self) -> None:
+        """The unlabelled file to predict (`data.predict_file`, e.g. Kaggle's test CSV): read in its row
+        order; rows with an empty text are kept (the model still answers them) and counted."""
+        source = require(self.data_dir, self.predict_file, download=False)
+        check(source.suffix.lower() == ".csv", f"data.predict_file={self.predict_file}: expected a .csv file")
+        rows = read_news_csv(source, labelled=False)
+        empty = sum(not row.text(self.text) for row in rows)
+        check(
+            empty < len(rows),
+            f"data.predict_file={self.predict_file}: every row has an empty {self.text} (data.text={self.text})",
+        )
+        self.articles["predict"] = rows
+        self.run_notes["predict"] = {"file": str(source), "rows": len(rows), f"empty_{self.text}": empty}
+        log.info(
+            "to predict: %d rows of %s%s",
+            len(rows),
+            source,
+            f", {empty} with an empty {self.text} (predicted all the same)" if empty else "",
+        )
+
+    def splits(self) -> list[str]:
+        """The splits encoded: train, val, test, and `predict` with `data.predict_file`."""
+        return [*SPLITS, "predict"] if "predict" in self.articles else list(SPLITS)
+
+    def split_labels(self, split: str) -> torch.Tensor:
+        """Class ids of a split; the unlabelled `predict` split gets -1 (never scored)."""
+        if split == "predict":
+            return torch.full((len(self.articles[split]),), -1, dtype=torch.long)
+        return torch.tensor(self._labels(split), dtype=torch.long)
+
+    def predict_batches(self) -> TensorBatches:
+        """Every row of the predict split in the file's order, in one process (for writing submission.csv)."""
+        self.setup()
+        check("predict" in self.split_tensors, "nothing to predict: set data.predict_file=<a CSV>")
+        return TensorBatches(*self.split_tensors["predict"], batch_size=self.batch_size)
+
+    def predict_dataloader(self) -> TensorBatches:
+        """Batches of the predict split (inputs, lengths or mask, -1 labels), in the file's row order, each
+        DDP rank its share (`trainer.predict`)."""
+        self.setup()
+        check("predict" in self.split_tensors, "nothing to predict: set data.predict_file=<a CSV>")
+        return self.batches("predict")
+
     def _encode_words(self) -> None:
-        tokens = {split: [self.pipeline(a.text(self.text)) for a in self.articles[split]] for split in SPLITS}
+        tokens = {s: [self.pipeline(a.text(self.text)) for a in self.articles[s]] for s in self.splits()}
         extra = None
         if self.add_embedding_words and self.embedding_file:
             extra = embedding_file_words(require(self.data_dir, self.embedding_file))
         self.vocab = Vocabulary.build(tokens["train"], self.min_count, self.max_vocab, extra)
-        for split in SPLITS:
+        for split in self.splits():
             ids, lengths = pad_ids([self.vocab.encode(t) for t in tokens[split]], self.max_length)
-            self.split_tensors[split] = (ids, lengths, torch.tensor(self._labels(split), dtype=torch.long))
+            self.split_tensors[split] = (ids, lengths, self.split_labels(split))
         known = sum(id_ != 1 for t in tokens["val"] for id_ in self.vocab.encode(t))
         total = sum(len(t) for t in tokens["val"]) or 1
         log.info(
@@ -453,9 +557,9 @@ class NewsDataModule(InMemoryDataModule):
 
     def _encode_with_pretrained_tokenizer(self) -> None:
         self.hf_tokenizer = load_hf_tokenizer(self.tokenizer_name)
-        for split in SPLITS:
+        for split in self.splits():
             texts = [a.text(self.text) for a in self.articles[split]]
-            labels = torch.tensor(self._labels(split), dtype=torch.long)
+            labels = self.split_labels(split)
             if self.windows:
                 self.split_tensors[split] = (*self.encode_windows(texts), labels)
             else:

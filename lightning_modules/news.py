@@ -500,6 +500,12 @@ class NewsClassifier(TaskModule):
         self.confusion.update(predictions, batch[2])
         self.test_predictions.append(predictions)
 
+    def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int = 0) -> torch.Tensor:
+        """Predicted class ids of a batch (inputs, lengths or mask, and labels, which are ignored); articles
+        in windows vote as in testing. `trainer.predict` calls it in eval mode; callers outside it use
+        `eval_mode`."""
+        return self(batch[0], batch[1]).argmax(-1)
+
     # -- what the callbacks ask (callbacks.news.NewsModel)
     def test_confusion_matrix(self) -> np.ndarray:
         """The last test run's counts (rows: true class, columns: predicted)."""

