@@ -152,7 +152,10 @@ class Interpolations(_VAEFigure):
         self.pairs, self.steps = pairs, steps
 
     def render(self, module: VAEFigureModule, data: ExampleImages) -> torch.Tensor:
-        images = data.examples(2 * self.pairs).to(module.device)
+        images = data.examples(2 * self.pairs)
+        if len(images) < 2:  # a validation split too small for one pair
+            images = data.examples(2 * self.pairs, split="train")
+        images = images.to(module.device)
         pairs = len(images) // 2
         rows = interpolation_rows(module, images[:pairs], images[pairs : 2 * pairs], self.steps)
         return make_grid(rows.flatten(0, 1), nrow=self.steps + 2, padding=2, pad_value=1.0)

@@ -14,12 +14,14 @@ import torch
 import torch.nn.functional as F
 from helpers import assert_run_outputs, compose_config, write_tibetan_npz
 from hydra.utils import instantiate
+from omegaconf import OmegaConf, open_dict
 from PIL import Image
 from torch import nn
 
 from callbacks.vae import interpolation_rows
 from datamodules.vae_images import ImageFolderDataModule, TibetanMNISTDataModule, split_indices
 from hw2lab.errors import HW2LabError
+from hw2lab.pipeline import fit_and_test
 from lightning_modules.vae import MLPVAE, ConvVAE, VAEModule, VAEOutput, importance_weighted_nll, vae_loss
 
 TINY = ["trainer.max_epochs=2", "data.batch_size=16", "logger=tensorboard"]
@@ -394,3 +396,84 @@ def test_iwae_estimate_is_below_the_elbo_after_a_short_run(tmp_path, tibetan_dir
         cfg = compose_config(["task=vae", "data.batch_size=16", "model.net.hidden_dim=8", *off])
         (result,) = trainer.test(instantiate(cfg.model), datamodule=datamodule, verbose=False)
         assert "test/nll_iw" not in result and "test/neg_elbo" in result
+
+
+# The course reports' experiments: preset -> (settings it must carry, the sweep it runs with -m).
+REPORT_PRESETS = {
+    "vae_mlp_tibetan": ({"data.batch_size": 128, "trainer.max_epochs": 15, "model.net.latent_dim": 32}, None),
+    "vae_mlp_anime": (
+        {
+            "data.image_size": 64,
+            "data.batch_size": 2048,
+            "trainer.max_epochs": 30,
+            "model.net.hidden_dim": 400,
+        },
+        None,
+    ),
+    "vae_mlp_faces28": (
+        {"data.image_size": 28, "data.channels": 3, "model.net.hidden_dim": 400, "model.net.latent_dim": 50},
+        None,
+    ),
+    "vae_conv_anime": (
+        {
+            "model.net.latent_dim": 32,
+            "data.batch_size": 64,
+            "trainer.max_epochs": 100,
+            "data.split": [0.9, 0.05, 0.05],
+        },
+        None,
+    ),
+    "vae_anime_likelihood": ({"data.image_size": 64}, {"model.likelihood": "bernoulli,gaussian"}),
+    "vae_kl_tibetan": ({"data.binarize": True}, {"kl_weight": "0,1,10,100"}),
+    "vae_kl_anime": ({"data.channels": 3}, {"kl_weight": "0,1,100,500"}),
+    "vae_kl_anime_70": ({"data.channels": 3}, {"kl_weight": "0,1,70,100"}),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(REPORT_PRESETS))
+def test_report_preset_carries_its_settings(preset, tmp_path):
+    settings, sweep = REPORT_PRESETS[preset]
+    cfg = compose_config([f"experiment={preset}"], tmp_path)
+    for key, value in settings.items():
+        assert OmegaConf.select(cfg, key) == value, key
+    raw = OmegaConf.load(f"conf/experiment/{preset}.yaml")
+    assert OmegaConf.select(raw, "hydra.sweeper.params", default=None) == sweep
+    if preset == "vae_conv_anime":  # the 4 conv + BatchNorm blocks each way (64 -> 4)
+        net = instantiate(cfg.model.net)
+        assert sum(isinstance(m, nn.BatchNorm2d) for m in net.encoder) == 4
+        assert net.bottom[1:] == (4, 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", sorted(REPORT_PRESETS))
+def test_report_preset_runs_a_few_batches(preset, tmp_path, tibetan_dir, faces_dir):
+    cfg = compose_config([f"experiment={preset}", "trainer=debug", "logger=none"], tmp_path)
+    with open_dict(cfg):
+        cfg.data.data_dir = str(tibetan_dir if cfg.data.channels == 1 else faces_dir)
+    result = fit_and_test(cfg, tmp_path)
+    assert result["global_step"] >= 1 and math.isfinite(result["metrics"]["test/neg_elbo"])
+    assert ("test/nll_iw" in result["metrics"]) == (cfg.model.likelihood == "bernoulli")
+
+
+@pytest.mark.slow
+def test_kl_sweep_preset_runs_its_four_jobs(cli, tmp_path, tibetan_dir):
+    cli(["-m", "experiment=vae_kl_tibetan", *TINY], data_dir=tibetan_dir)
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "summary.csv")))
+    assert [row["status"] for row in rows] == ["ok"] * 4
+    weights = [
+        json.loads((tmp_path / "sweep" / str(i) / "metrics.json").read_text())["hparams"] for i in range(4)
+    ]
+    assert [w["model.kl_weight"] for w in weights] == [0, 1, 10, 100]
+    assert (tmp_path / "sweep" / "comparison.png").exists()
+
+
+@pytest.mark.slow
+def test_per_epoch_figure_files(cli, tmp_path, tibetan_dir):
+    cli(
+        ["task=vae", *TINY, "trainer.max_epochs=3", "callbacks.prior_samples.every_n_epochs=2"],
+        data_dir=tibetan_dir,
+    )
+    run = tmp_path / "run" / "figures"
+    assert (run / "epoch_002" / "prior_samples.png").exists()
+    assert not (run / "epoch_001").exists() and not (run / "epoch_003").exists()
+    assert not (run / "epoch_002" / "reconstructions.png").exists()
