@@ -116,10 +116,21 @@ class MLPVAE(nn.Module):
 
 class ConvVAE(nn.Module):
     """Strided conv + BatchNorm encoder, transposed-conv decoder; halves the image while its side is even
-    and above 4 (28 -> 14 -> 7, 64 -> 32 -> 16 -> 8 -> 4)."""
+    and above 4 (28 -> 14 -> 7, 64 -> 32 -> 16 -> 8 -> 4). With `hidden_dim`, a fully connected hidden layer
+    each way between the conv stack and z."""
 
-    def __init__(self, image_shape: list[int], latent_dim: int = 32, base_channels: int = 32) -> None:
+    def __init__(
+        self,
+        image_shape: list[int],
+        latent_dim: int = 32,
+        base_channels: int = 32,
+        hidden_dim: int | None = None,
+    ) -> None:
         super().__init__()
+        check(
+            hidden_dim is None or hidden_dim > 0,
+            f"model.net.hidden_dim must be null or > 0, got {hidden_dim}",
+        )
         channels, height, width = image_shape
         check(height == width, f"ConvVAE needs square images, got {height}x{width}")
         self.image_shape = tuple(image_shape)
@@ -139,12 +150,17 @@ class ConvVAE(nn.Module):
                 nn.LeakyReLU(0.2),
             ]
             in_channels = out_channels
-        self.encoder = nn.Sequential(*encoder, nn.Flatten())
         flat = math.prod(self.bottom)
-        self.to_mu = nn.Linear(flat, latent_dim)
-        self.to_logvar = nn.Linear(flat, latent_dim)
+        # Optionally a fully connected hidden layer each way between the conv stack and z.
+        head = [nn.Linear(flat, hidden_dim), nn.LeakyReLU(0.2)] if hidden_dim else []
+        self.encoder = nn.Sequential(*encoder, nn.Flatten(), *head)
+        self.to_mu = nn.Linear(hidden_dim or flat, latent_dim)
+        self.to_logvar = nn.Linear(hidden_dim or flat, latent_dim)
 
-        decoder: list[nn.Module] = [nn.Linear(latent_dim, flat), nn.Unflatten(1, self.bottom)]
+        into = (
+            [nn.Linear(latent_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, flat)] if hidden_dim else []
+        )
+        decoder: list[nn.Module] = [*(into or [nn.Linear(latent_dim, flat)]), nn.Unflatten(1, self.bottom)]
         for in_channels, out_channels in zip(widths[::-1], widths[::-1][1:]):
             decoder += [
                 nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False),
