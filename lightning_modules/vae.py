@@ -228,10 +228,14 @@ class VAEModule(TaskModule):
     def training_kl_weight(self) -> float:
         """λ for this training step: with KL warm-up, it rises linearly from 0 to kl_weight over the first
         kl_warmup_epochs epochs (counted in steps); evaluation always uses kl_weight."""
-        if self.kl_warmup_epochs <= 0 or self._trainer is None:
+        if self.kl_warmup_epochs <= 0:
             return self.kl_weight
-        warmup_steps = self.kl_warmup_epochs * max(1, self.trainer.num_training_batches)
-        return self.kl_weight * min(1.0, (self.trainer.global_step + 1) / warmup_steps)
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # not attached to a trainer: no schedule to follow
+            return self.kl_weight
+        warmup_steps = self.kl_warmup_epochs * max(1, trainer.num_training_batches)
+        return self.kl_weight * min(1.0, (trainer.global_step + 1) / warmup_steps)
 
     def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
         (images,) = batch
