@@ -18,7 +18,7 @@ from omegaconf import OmegaConf, open_dict
 from PIL import Image
 from torch import nn
 
-from callbacks.vae import interpolation_rows
+from callbacks.vae import Interpolations, PriorSamples, interpolation_rows
 from datamodules.vae_images import ImageFolderDataModule, TibetanMNISTDataModule, split_indices
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import fit_and_test
@@ -479,3 +479,9 @@ def test_per_epoch_figure_files(cli, tmp_path, tibetan_dir):
     assert (run / "epoch_002" / "prior_samples.png").exists()
     assert not (run / "epoch_001").exists() and not (run / "epoch_003").exists()
     assert not (run / "epoch_002" / "reconstructions.png").exists()
+
+
+def test_per_epoch_figure_period_must_be_positive(tmp_path):
+    with pytest.raises(HW2LabError, match="callbacks.prior_samples.every_n_epochs must be null or >= 1"):
+        PriorSamples(str(tmp_path), every_n_epochs=0)
+    assert Interpolations(str(tmp_path)).every_n_epochs is None  # off unless asked
