@@ -252,7 +252,7 @@ def test_failed_job_is_recorded_and_sweep_exits_nonzero(cli, tmp_path, tibetan_d
     [
         (["task=vae"], "missing dataset file tibetan_mnist/TibetanMNIST.npz"),
         (["task=vae", "kl_weight=-1"], "kl_weight must be >= 0"),
-        (["task=vae", "kl_weight=abc"], "kl_weight must be a number"),
+        (["task=vae", "kl_weight=abc"], "kl_weight (model.kl_weight) must be a number"),
         (["task=vae", "model=no_such_model"], "Could not find 'model/no_such_model'"),
     ],
 )
