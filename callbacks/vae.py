@@ -2,7 +2,9 @@
 
 Each figure is computed on the module's device with fixed inputs (the first validation images, a seeded
 set of prior draws), so figures are comparable across epochs and across the jobs of a sweep. TensorBoard
-gets them every `every_n_epochs`; figures/ gets the final ones when training ends.
+gets them every epoch; figures/ gets the final ones when training ends, and, with `every_n_epochs` set
+(`callbacks.<figure>.every_n_epochs=5`), figures/epoch_NNN/<figure>.png every that many epochs (NNN counted
+from 1), to show how they evolve.
 
 The callbacks ask the module only what `VAEFigureModule` declares, and the datamodule only what
 `ExampleImages` declares (lightning_modules.vae.VAEModule and datamodules.vae_images provide them).
@@ -19,7 +21,8 @@ import matplotlib.pyplot as plt
 import torch
 from torchvision.utils import make_grid
 
-from hw2lab.figures import log_image, plot_validation_curves, save_figure, save_image
+from hw2lab.errors import HW2LabError
+from hw2lab.figures import log_image, plot_validation_curves, save_figure, save_image, tensorboard_writers
 from hw2lab.training import eval_mode
 
 
@@ -54,9 +57,13 @@ class ExampleImages(Protocol):
 class _VAEFigure(L.Callback):
     name = "figure"
 
-    def __init__(self, figures_dir: str, every_n_epochs: int = 1) -> None:
+    def __init__(self, figures_dir: str, every_n_epochs: int | None = None) -> None:
+        if every_n_epochs is not None and (not isinstance(every_n_epochs, int) or every_n_epochs < 1):
+            raise HW2LabError(
+                f"callbacks.{self.name}.every_n_epochs must be null or >= 1, got {every_n_epochs!r}"
+            )
         self.figures_dir = Path(figures_dir)
-        self.every_n_epochs = max(1, every_n_epochs)
+        self.every_n_epochs = every_n_epochs
 
     def render(self, module: VAEFigureModule, data: ExampleImages) -> torch.Tensor:
         """Return one CHW image grid in [0, 1]."""
@@ -69,10 +76,14 @@ class _VAEFigure(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            log_image(
-                trainer, f"vae/{self.name}", self._render_eval(trainer, pl_module), trainer.current_epoch
-            )
+        epoch = trainer.current_epoch + 1
+        write_file = self.every_n_epochs is not None and epoch % self.every_n_epochs == 0
+        if not write_file and not tensorboard_writers(trainer):
+            return
+        image = self._render_eval(trainer, pl_module)
+        log_image(trainer, f"vae/{self.name}", image, trainer.current_epoch)
+        if write_file:
+            save_image(image, self.figures_dir / f"epoch_{epoch:03d}", self.name)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
@@ -85,7 +96,7 @@ class Reconstructions(_VAEFigure):
     name = "reconstructions"
 
     def __init__(
-        self, figures_dir: str, num_images: int = 32, per_row: int = 16, every_n_epochs: int = 1
+        self, figures_dir: str, num_images: int = 32, per_row: int = 16, every_n_epochs: int | None = None
     ) -> None:
         super().__init__(figures_dir, every_n_epochs)
         self.num_images, self.per_row = num_images, per_row
@@ -105,7 +116,7 @@ class PriorSamples(_VAEFigure):
     name = "prior_samples"
 
     def __init__(
-        self, figures_dir: str, num_samples: int = 64, seed: int = 0, every_n_epochs: int = 1
+        self, figures_dir: str, num_samples: int = 64, seed: int = 0, every_n_epochs: int | None = None
     ) -> None:
         super().__init__(figures_dir, every_n_epochs)
         self.num_samples, self.seed = num_samples, seed
@@ -117,23 +128,37 @@ class PriorSamples(_VAEFigure):
         return make_grid(samples, nrow=int(math.sqrt(self.num_samples)), padding=2, pad_value=1.0)
 
 
+def interpolation_rows(
+    module: VAEFigureModule, start: torch.Tensor, end: torch.Tensor, steps: int
+) -> torch.Tensor:
+    """(pairs, steps + 2, C, H, W): each row the real start image, the `steps` decoded points of the
+    straight line between the two latent means (its ends are the reconstructions), and the real end image."""
+    path = module.interpolate(start, end, steps)
+    return torch.cat([start.unsqueeze(1).to(path), path, end.unsqueeze(1).to(path)], dim=1)
+
+
 class Interpolations(_VAEFigure):
-    """One row per pair of validation images: the decoded straight line between their latent means,
-    endpoints included."""
+    """One row per pair of validation images: the real first image, the decoded straight line between their
+    latent means (endpoints included), the real second image."""
 
     name = "interpolations"
 
-    def __init__(self, figures_dir: str, pairs: int = 8, steps: int = 10, every_n_epochs: int = 1) -> None:
+    def __init__(
+        self, figures_dir: str, pairs: int = 8, steps: int = 10, every_n_epochs: int | None = None
+    ) -> None:
         super().__init__(figures_dir, every_n_epochs)
         if steps < 2:
             raise ValueError("interpolation needs at least 2 steps (the endpoints)")
         self.pairs, self.steps = pairs, steps
 
     def render(self, module: VAEFigureModule, data: ExampleImages) -> torch.Tensor:
-        images = data.examples(2 * self.pairs).to(module.device)
+        images = data.examples(2 * self.pairs)
+        if len(images) < 2:  # a validation split too small for one pair
+            images = data.examples(2 * self.pairs, split="train")
+        images = images.to(module.device)
         pairs = len(images) // 2
-        path = module.interpolate(images[:pairs], images[pairs : 2 * pairs], self.steps)
-        return make_grid(path.flatten(0, 1), nrow=self.steps, padding=2, pad_value=1.0)
+        rows = interpolation_rows(module, images[:pairs], images[pairs : 2 * pairs], self.steps)
+        return make_grid(rows.flatten(0, 1), nrow=self.steps + 2, padding=2, pad_value=1.0)
 
 
 def compare_kl_sweep(jobs: list, sweep_dir: Path) -> Path:
@@ -153,7 +178,9 @@ def compare_kl_sweep(jobs: list, sweep_dir: Path) -> Path:
             axis.set_yticks([])
             if column == 0:
                 test_elbo = job.metrics.get("test/neg_elbo")
+                nll_iw = job.metrics.get("test/nll_iw")
                 suffix = f"\ntest -ELBO {test_elbo:.1f}" if test_elbo is not None else ""
+                suffix += f"\nIWAE NLL {nll_iw:.1f}" if nll_iw is not None else ""
                 axis.set_ylabel(job.label + suffix, fontsize=9)
             if row == 0:
                 axis.set_title(panel.replace("_", " "))

@@ -11,13 +11,18 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import assert_run_outputs, compose_config, write_tibetan_npz
 from hydra.utils import instantiate
+from omegaconf import OmegaConf, open_dict
 from PIL import Image
+from torch import nn
 
+from callbacks.vae import Interpolations, PriorSamples, interpolation_rows
 from datamodules.vae_images import ImageFolderDataModule, TibetanMNISTDataModule, split_indices
 from hw2lab.errors import HW2LabError
-from lightning_modules.vae import MLPVAE, ConvVAE, VAEModule, VAEOutput, vae_loss
+from hw2lab.pipeline import fit_and_test
+from lightning_modules.vae import MLPVAE, ConvVAE, VAEModule, VAEOutput, importance_weighted_nll, vae_loss
 
 TINY = ["trainer.max_epochs=2", "data.batch_size=16", "logger=tensorboard"]
 ADAM = partial(torch.optim.Adam, lr=1e-3)
@@ -268,3 +273,217 @@ def test_corrupt_image_is_one_clear_line(cli, faces_dir):
     assert result.returncode != 0
     assert "cannot read image" in result.stderr and "7.jpg" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+class _FixedNet(nn.Module):
+    """A VAE net whose decoder ignores z (logits `bias`) and whose encoder returns fixed (mu, logvar)."""
+
+    def __init__(self, bias: torch.Tensor, mu: float, logvar: float, latent_dim: int = 3) -> None:
+        super().__init__()
+        self.bias, self.mu, self.logvar, self.latent_dim = bias, mu, logvar, latent_dim
+
+    def encode(self, x):
+        shape = (x.shape[0], self.latent_dim)
+        return torch.full(shape, self.mu), torch.full(shape, self.logvar)
+
+    def decode(self, z):
+        return self.bias.expand(z.shape[0], *self.bias.shape)
+
+
+class _OnePixelNet(nn.Module):
+    """One latent dimension, one pixel: p(x = 1 | z) = sigmoid(w z + b); q(z|x) = N(m_x, s²)."""
+
+    latent_dim = 1
+
+    def __init__(self, w: float, b: float, m: tuple[float, float], logvar: float) -> None:
+        super().__init__()
+        self.w, self.b, self.m, self.logvar = w, b, m, logvar
+
+    def encode(self, x):
+        mu = torch.where(x.flatten(1)[:, :1] > 0.5, self.m[1], self.m[0])
+        return mu, torch.full_like(mu, self.logvar)
+
+    def decode(self, z):
+        return (self.w * z + self.b).view(-1, 1, 1, 1)
+
+
+def test_importance_weighted_nll_is_exact_when_the_decoder_ignores_z():
+    """p(x|z) = p(x): with q = the prior every weight is p(x), so the estimate is exact for any K; with
+    another q the weights p(z)/q(z|x) average to 1, so it converges to the exact value."""
+    bias = torch.randn(1, 4, 4, generator=torch.Generator().manual_seed(0))
+    images = (torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    exact = F.binary_cross_entropy_with_logits(bias.expand_as(images), images, reduction="none").sum(
+        (1, 2, 3)
+    )
+    for samples in (1, 7, 100):
+        estimate = importance_weighted_nll(_FixedNet(bias, 0.0, 0.0), images, samples)
+        torch.testing.assert_close(estimate, exact)
+    generator = torch.Generator().manual_seed(2)
+    estimate = importance_weighted_nll(_FixedNet(bias, 0.2, math.log(0.8)), images, 20_000, generator, 50_000)
+    torch.testing.assert_close(estimate, exact, atol=0.02, rtol=0)
+
+
+def test_importance_weighted_nll_against_quadrature():
+    """A one-pixel Bernoulli decoder with a one-dimensional latent: -log p(x) by numerical integration of
+    sigmoid(w z + b) N(z; 0, 1) over z; the IWAE estimate approaches it as K grows and never beats it on
+    average (a bound), and one sample is the ELBO's Monte Carlo estimate (further off)."""
+    w, b = 3.0, -1.0
+    z = torch.linspace(-12, 12, 200_001, dtype=torch.float64)
+    prior = torch.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
+    p_one = torch.trapezoid(torch.sigmoid(w * z + b) * prior, z).item()
+    exact = torch.tensor([-math.log(1 - p_one), -math.log(p_one)], dtype=torch.float64)  # x = 0, x = 1
+    images = torch.tensor([0.0, 1.0]).view(2, 1, 1, 1)
+    net = _OnePixelNet(w, b, m=(-0.55, 0.85), logvar=math.log(0.6))  # near the posteriors, wider
+    generator = torch.Generator().manual_seed(3)
+    many = importance_weighted_nll(net, images, 50_000, generator)
+    torch.testing.assert_close(many.double(), exact, atol=2e-3, rtol=0)
+    few = torch.stack([importance_weighted_nll(net, images, 5, generator) for _ in range(2000)]).mean(0)
+    one = torch.stack([importance_weighted_nll(net, images, 1, generator) for _ in range(2000)]).mean(0)
+    assert (few.double() >= exact - 1e-3).all() and (one > few).all()
+
+
+def test_interpolation_rows_have_the_real_images_at_the_ends():
+    module = VAEModule(ConvVAE(image_shape=[1, 28, 28], latent_dim=4), optimizer=ADAM).eval()
+    start, end = torch.rand(3, 1, 28, 28), torch.rand(3, 1, 28, 28)
+    rows = interpolation_rows(module, start, end, steps=6)
+    assert rows.shape == (3, 8, 1, 28, 28)
+    assert torch.equal(rows[:, 0], start) and torch.equal(rows[:, -1], end)
+    torch.testing.assert_close(rows[:, 1], module.reconstruct(start))
+    torch.testing.assert_close(rows[:, -2], module.reconstruct(end))
+
+
+def test_kl_warmup_rises_linearly_then_holds(tmp_path, tibetan_dir):
+    cfg = compose_config(
+        ["task=vae", "data.batch_size=16", "model.net.hidden_dim=16", "model.kl_warmup_epochs=2"]
+    )
+    datamodule = instantiate(cfg.data, data_dir=str(tibetan_dir))
+    module = instantiate(cfg.model)
+    seen = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(pl_module.training_kl_weight())
+
+    trainer = L.Trainer(
+        max_epochs=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+        callbacks=[Record()],
+    )
+    trainer.fit(module, datamodule=datamodule)
+    assert seen == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1, 1, 1, 1])  # 3 steps an epoch
+
+
+def test_iwae_estimate_is_below_the_elbo_after_a_short_run(tmp_path, tibetan_dir):
+    cfg = compose_config(["task=vae", "data.batch_size=16", "model.net.hidden_dim=32", "model.iw_samples=50"])
+    datamodule = instantiate(cfg.data, data_dir=str(tibetan_dir))
+    module = instantiate(cfg.model)
+    trainer = L.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+    )
+    trainer.fit(module, datamodule=datamodule)
+    (result,) = trainer.test(module, datamodule=datamodule, verbose=False)
+    assert 0 < result["test/nll_iw"] < result["test/neg_elbo"]
+    for off in (["model.iw_samples=0"], ["model.likelihood=gaussian"]):  # off, and no estimate for Gaussian
+        cfg = compose_config(["task=vae", "data.batch_size=16", "model.net.hidden_dim=8", *off])
+        (result,) = trainer.test(instantiate(cfg.model), datamodule=datamodule, verbose=False)
+        assert "test/nll_iw" not in result and "test/neg_elbo" in result
+
+
+# The course reports' experiments: preset -> (settings it must carry, the sweep it runs with -m).
+REPORT_PRESETS = {
+    "vae_mlp_tibetan": ({"data.batch_size": 128, "trainer.max_epochs": 15, "model.net.latent_dim": 32}, None),
+    "vae_mlp_anime": (
+        {
+            "data.image_size": 64,
+            "data.batch_size": 2048,
+            "trainer.max_epochs": 30,
+            "model.net.hidden_dim": 400,
+        },
+        None,
+    ),
+    "vae_mlp_faces28": (
+        {"data.image_size": 28, "data.channels": 3, "model.net.hidden_dim": 400, "model.net.latent_dim": 50},
+        None,
+    ),
+    "vae_conv_anime": (
+        {
+            "model.net.latent_dim": 32,
+            "data.batch_size": 64,
+            "trainer.max_epochs": 100,
+            "data.split": [0.9, 0.05, 0.05],
+        },
+        None,
+    ),
+    "vae_anime_likelihood": ({"data.image_size": 64}, {"model.likelihood": "bernoulli,gaussian"}),
+    "vae_kl_tibetan": ({"data.binarize": True}, {"kl_weight": "0,1,10,100"}),
+    "vae_kl_anime": ({"data.image_size": 28, "model.net.latent_dim": 50}, {"kl_weight": "0,1,100,500"}),
+    "vae_kl_anime_70": ({"data.image_size": 28, "model.net.latent_dim": 50}, {"kl_weight": "0,1,70,100"}),
+    # not a report's: the model that beats them on TibetanMNIST
+    "vae_conv_tibetan": ({"model.net.hidden_dim": 512, "model.kl_warmup_epochs": 5, "kl_weight": 1.0}, None),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(REPORT_PRESETS))
+def test_report_preset_carries_its_settings(preset, tmp_path):
+    settings, sweep = REPORT_PRESETS[preset]
+    cfg = compose_config([f"experiment={preset}"], tmp_path)
+    for key, value in settings.items():
+        assert OmegaConf.select(cfg, key) == value, key
+    raw = OmegaConf.load(f"conf/experiment/{preset}.yaml")
+    assert OmegaConf.select(raw, "hydra.sweeper.params", default=None) == sweep
+    if preset == "vae_conv_anime":  # the 4 conv + BatchNorm blocks each way (64 -> 4)
+        net = instantiate(cfg.model.net)
+        assert sum(isinstance(m, nn.BatchNorm2d) for m in net.encoder) == 4
+        assert net.bottom[1:] == (4, 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", sorted(REPORT_PRESETS))
+def test_report_preset_runs_a_few_batches(preset, tmp_path, tibetan_dir, faces_dir):
+    cfg = compose_config([f"experiment={preset}", "trainer=debug", "logger=none"], tmp_path)
+    with open_dict(cfg):
+        cfg.data.data_dir = str(tibetan_dir if cfg.data.channels == 1 else faces_dir)
+    result = fit_and_test(cfg, tmp_path)
+    assert result["global_step"] >= 1 and math.isfinite(result["metrics"]["test/neg_elbo"])
+    assert ("test/nll_iw" in result["metrics"]) == (cfg.model.likelihood == "bernoulli")
+
+
+@pytest.mark.slow
+def test_kl_sweep_preset_runs_its_four_jobs(cli, tmp_path, tibetan_dir):
+    cli(["-m", "experiment=vae_kl_tibetan", *TINY], data_dir=tibetan_dir)
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "summary.csv")))
+    assert [row["status"] for row in rows] == ["ok"] * 4
+    weights = [
+        json.loads((tmp_path / "sweep" / str(i) / "metrics.json").read_text())["hparams"] for i in range(4)
+    ]
+    assert [w["model.kl_weight"] for w in weights] == [0, 1, 10, 100]
+    assert (tmp_path / "sweep" / "comparison.png").exists()
+
+
+@pytest.mark.slow
+def test_per_epoch_figure_files(cli, tmp_path, tibetan_dir):
+    cli(
+        ["task=vae", *TINY, "trainer.max_epochs=3", "callbacks.prior_samples.every_n_epochs=2"],
+        data_dir=tibetan_dir,
+    )
+    run = tmp_path / "run" / "figures"
+    assert (run / "epoch_002" / "prior_samples.png").exists()
+    assert not (run / "epoch_001").exists() and not (run / "epoch_003").exists()
+    assert not (run / "epoch_002" / "reconstructions.png").exists()
+
+
+def test_per_epoch_figure_period_must_be_positive(tmp_path):
+    with pytest.raises(HW2LabError, match="callbacks.prior_samples.every_n_epochs must be null or >= 1"):
+        PriorSamples(str(tmp_path), every_n_epochs=0)
+    assert Interpolations(str(tmp_path)).every_n_epochs is None  # off unless asked
