@@ -8,7 +8,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
+
 from hw2lab.compose import REPO_ROOT, compose_config  # noqa: F401  (tests compose as bench scripts do)
+
+
+def quiet_trainer(**settings) -> L.Trainer:
+    """A CPU Trainer for in-process tests: no logger, checkpoints, progress bar, model summary or sanity check
+    unless `settings` say otherwise."""
+    options = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        **settings,
+    }
+    return L.Trainer(**options)
 
 
 def run_cli(

@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from helpers import assert_run_outputs, compose_config
+from helpers import assert_run_outputs, compose_config, quiet_trainer
 
 from callbacks.charlm import TextSamples, paragraph_context
 from datamodules.charlm import (
@@ -68,19 +68,6 @@ def make_module(
         scheduler=scheduler,
         vocabulary=vocabulary,
     )
-
-
-def quiet_trainer(**kwargs) -> L.Trainer:
-    options = {
-        "accelerator": "cpu",
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "num_sanity_val_steps": 0,
-        **kwargs,
-    }
-    return L.Trainer(**options)
 
 
 # --- batching -------------------------------------------------------------------------------------

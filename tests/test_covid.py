@@ -9,11 +9,10 @@ from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
-from helpers import assert_run_outputs, compose_config
+from helpers import assert_run_outputs, compose_config, quiet_trainer
 from omegaconf import open_dict
 
 from callbacks.covid import (
@@ -426,14 +425,9 @@ def test_fit_logs_test_curves_and_test_logs_baselines(data_dir):
         str(data_dir), "covid/covid_19.csv", start_date=None, end_date=None, min_partners=1, batch_size=32
     )
     module = CovidModule(RecurrentClassifier("gru", hidden_size=4), ADAM, recalibrate=True)
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         max_epochs=1,
         callbacks=[Baselines(seed=0), DataReport(), Reliability()],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
     )
     trainer.fit(module, datamodule=datamodule)
     fitted = set(trainer.callback_metrics)

@@ -10,11 +10,10 @@ import logging
 import math
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_run_outputs, compose_config
+from helpers import assert_run_outputs, compose_config, quiet_trainer
 from PIL import Image
 
 from callbacks.food import FoodData, FoodModel, TrainAccuracyAtTest, predict_split
@@ -405,21 +404,12 @@ def test_training_accuracy_at_test_time_is_a_callback(tmp_path):
     datamodule = food11_module(tmp_path, class_names=FOOD11_CLASSES[:3], batch_size=4)
     torch.manual_seed(0)
     module = FoodClassifier(FoodCNN(num_classes=3, widths=[4]), FOOD11_CLASSES[:3], adam())
-    trainer = L.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[TrainAccuracyAtTest()],
-    )
+    trainer = quiet_trainer(callbacks=[TrainAccuracyAtTest()])
     (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
     predicted, true = predict_split(module, datamodule, "train")
     assert metrics["test/train_acc"] == pytest.approx((predicted == true).float().mean().item())
     assert metrics["test/train_test_gap"] == pytest.approx(metrics["test/train_acc"] - metrics["test/acc"])
-    without = L.Trainer(
-        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
-    )
+    without = quiet_trainer()
     (plain,) = without.test(module, datamodule=datamodule, verbose=False)
     assert set(plain) == {"test/loss", "test/acc"}, "the module alone makes no extra pass"
 

@@ -16,6 +16,7 @@ import lightning as L
 import pytest
 import torch
 from helpers import assert_run_outputs, compose_config
+from helpers import quiet_trainer as helpers_quiet_trainer
 
 from callbacks.news import AttentionMaps, KagglePredictions, KaggleSubmission
 from datamodules.news import (
@@ -115,16 +116,8 @@ def transformer_model(folder: Path, pooling: str = "mean", lr: float = 1e-3) -> 
 
 
 def quiet_trainer(**settings) -> L.Trainer:
-    return L.Trainer(
-        **{
-            "max_epochs": 1,
-            "logger": False,
-            "enable_checkpointing": False,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            **settings,
-        }
-    )
+    """One epoch, with Lightning's sanity check, unless `settings` say otherwise."""
+    return helpers_quiet_trainer(**{"max_epochs": 1, "num_sanity_val_steps": 2, **settings})
 
 
 def make_datamodule(data_dir: Path, **overrides) -> NewsDataModule:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_run_outputs, compose_config, write_tibetan_npz
+from helpers import assert_run_outputs, compose_config, quiet_trainer, write_tibetan_npz
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 from PIL import Image
@@ -180,14 +180,8 @@ def test_one_optimizer_update_per_step_and_fixed_evaluation_noise(tmp_path, tibe
     cfg = compose_config(["task=vae", "data.batch_size=16", "model.net.hidden_dim=32"], tmp_path)
     datamodule = instantiate(cfg.data, data_dir=str(tibetan_dir))
     module = instantiate(cfg.model)
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
     )
     trainer.fit(module, datamodule=datamodule)
     assert trainer.global_step == 2 * 3  # 48 training images, batches of 16, 2 epochs
@@ -364,14 +358,8 @@ def test_kl_warmup_rises_linearly_then_holds(tmp_path, tibetan_dir):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             seen.append(pl_module.training_kl_weight())
 
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         max_epochs=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
         callbacks=[Record()],
     )
     trainer.fit(module, datamodule=datamodule)
@@ -382,14 +370,8 @@ def test_iwae_estimate_is_below_the_elbo_after_a_short_run(tmp_path, tibetan_dir
     cfg = compose_config(["task=vae", "data.batch_size=16", "model.net.hidden_dim=32", "model.iw_samples=50"])
     datamodule = instantiate(cfg.data, data_dir=str(tibetan_dir))
     module = instantiate(cfg.model)
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
     )
     trainer.fit(module, datamodule=datamodule)
     (result,) = trainer.test(module, datamodule=datamodule, verbose=False)
