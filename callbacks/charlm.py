@@ -21,6 +21,8 @@ from hw2lab.figures import plot_validation_curves, tensorboard_writers
 from lightning_modules.charlm import check_sampling
 
 FINAL_SAMPLE = "sample.txt"
+# The argmax continuation written beside it when training ends: where a greedy loop repeats itself.
+FINAL_GREEDY_SAMPLE = "sample_greedy.txt"
 # Lines of each job's last sample shown in the sweep summary.
 SUMMARY_SAMPLE_LINES = 6
 
@@ -90,14 +92,14 @@ class TextSamples(L.Callback):
             tail = datamodule.splits["train"][-20 * self.context_length :]  # enough to hold a blank line
             self.context = paragraph_context(vocabulary.decode(tail), self.context_length)
 
-    def sample(self, pl_module: TextModel) -> str:
+    def sample(self, pl_module: TextModel, greedy: bool | None = None) -> str:
         generator = torch.Generator().manual_seed(self.seed)
         return pl_module.sample(
             self.prime,
             self.length,
             self.temperature,
             self.top_k,
-            self.greedy,
+            self.greedy if greedy is None else greedy,
             generator=generator,
             context=self.context,
         )
@@ -120,6 +122,8 @@ class TextSamples(L.Callback):
         if trainer.is_global_zero:
             self.figures_dir.mkdir(parents=True, exist_ok=True)
             (self.figures_dir / FINAL_SAMPLE).write_text(self.sample(pl_module) + "\n", encoding="utf-8")
+            greedy = self.sample(pl_module, greedy=True)
+            (self.figures_dir / FINAL_GREEDY_SAMPLE).write_text(greedy + "\n", encoding="utf-8")
 
 
 def paragraph_context(text: str, length: int) -> str:
@@ -139,7 +143,8 @@ def sample_lines(jobs: list) -> list[str]:
     """summary.md's section with the first lines of each job's sample after training (figures/sample.txt)."""
     lines = ["", "## Samples after training", ""]
     for job in jobs:
-        sample = Path(job.dir) / "figures" / FINAL_SAMPLE
-        text = sample.read_text(encoding="utf-8").splitlines() if sample.exists() else ["(no sample)"]
-        lines += [f"`{job.label}`:", "", "```", *text[:SUMMARY_SAMPLE_LINES], "```", ""]
+        for name, kind in ((FINAL_SAMPLE, "sampled"), (FINAL_GREEDY_SAMPLE, "greedy")):
+            sample = Path(job.dir) / "figures" / name
+            text = sample.read_text(encoding="utf-8").splitlines() if sample.exists() else ["(no sample)"]
+            lines += [f"`{job.label}`, {kind}:", "", "```", *text[:SUMMARY_SAMPLE_LINES], "```", ""]
     return lines

@@ -390,6 +390,7 @@ def test_cell_sweep_end_to_end(cli, tmp_path):
         assert {"val/bpc", "train/bpc", "test/bpc"} <= set(metrics["metrics"])
         assert (run_dir / "figures" / "samples" / "epoch_002.txt").read_text().startswith("NCTU")
         assert (run_dir / "figures" / "sample.txt").read_text().startswith("NCTU")
+        assert (run_dir / "figures" / "sample_greedy.txt").read_text().startswith("NCTU")
         module = CharLMModule.load_from_checkpoint(run_dir / metrics["best_checkpoint"])
         assert module.sample("NCTU", 5, greedy=True).startswith("NCTU")
     cells = [
