@@ -2,7 +2,7 @@
 
 Each model is trained through the project's own pipeline (the composed Hydra config, `fit_and_test`), and the
 baseline is fitted on the very same training articles and scored on the same validation and test articles,
-in one process. Accuracy is reported per split next to the baseline's, with the issue's goal.
+in one process. Accuracy is reported per split next to the baseline's, with the project's goal.
 
     HW2LAB_DATA_DIR=../shared/data python bench/news.py --text title --models lstm,bag,transformer
     HW2LAB_DATA_DIR=../shared/data python bench/news.py --text full --models lstm,bag --epochs lstm=10
@@ -43,8 +43,9 @@ from hw2lab.compose import compose_config, write_bench_result  # noqa: E402
 from hw2lab.pipeline import build, fit_and_test  # noqa: E402
 from lightning_modules.news import tfidf_baseline  # noqa: E402
 
-# The goals (test accuracy) per text field and model.
-GOALS = {"title": {"lstm": 0.85, "transformer": 0.90}, "full": {"lstm": 0.97, "transformer": 0.98}}
+# The project's goals (test accuracy) per text field and model: the title Transformer must beat the course's
+# best report (BERT + LSTM head, 0.95).
+GOALS = {"title": {"lstm": 0.85, "transformer": 0.95}, "full": {"lstm": 0.97, "transformer": 0.98}}
 DEFAULT_EPOCHS = {"lstm": 15, "bag": 15, "transformer": 4}
 
 
