@@ -2,14 +2,15 @@
 
     python -m hw2lab.report                       # report/index.html and report/README.md
     python -m hw2lab.report --record multirun/covid/2026-12-01/10-00-00-000000   # commit a sweep's figures
+    python -m hw2lab.report --record bench/results/covid-20261201-055504.json    # ... or a bench's
     python -m hw2lab.report --readme              # rewrite README's results block from results/
 
-Sources: the committed records in `results/` (small JSON files: per run its command, date, machine,
-overrides and metrics; written by `--record`), every finished run's `metrics.json` under `outputs/` and
-`multirun/` (with its `figures/`), each sweep's `comparison.png`, and the bench JSON files in `bench/results/`.
-The rows a task shows are `hw2lab/report_data/rows.yaml`; the course reports' numbers are
-`hw2lab/report_data/course_reports.yaml`. A row with no matching run says "not run": the report never shows
-a number that no result file holds.
+Sources: the committed records in `results/` (small JSON files written by `--record`: per run its command,
+date, machine, overrides and metrics; per bench result its command, date, machine and result without the
+per-run bulk), every finished run's `metrics.json` under `outputs/` and `multirun/` (with its `figures/`),
+each sweep's `comparison.png`, and the bench JSON files in `bench/results/`. The rows a task shows are
+`hw2lab/report_data/rows.yaml`; the course reports' numbers are `hw2lab/report_data/course_reports.yaml`.
+A row with no matching result says "not run": the report never shows a number that no result file holds.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import re
 import shutil
 import statistics
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -115,10 +117,12 @@ def run_from_metrics(path: Path) -> Run | None:
     if data.get("status") != "ok" or any(SMOKE_OVERRIDES.match(o) for o in data.get("overrides", [])):
         return None
     figures = sorted((path.parent / "figures").glob("*.png"))
+    # metrics.json is written when the run ends: its time stands in for a date that older files lack.
+    date = data.get("date") or datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds")
     return Run(
         task=data.get("task", ""),
         command=data.get("command") or " ".join(["python run.py", *data.get("overrides", [])]),
-        date=data.get("date", "")[:10],
+        date=date[:10],
         machine=data.get("machine") or {},
         overrides=list(data.get("overrides", [])),
         metrics=data.get("metrics", {}),
@@ -151,30 +155,50 @@ def collect_runs(roots: list[Path], records: Path) -> list[Run]:
     return runs
 
 
-def record(run_or_sweep: Path, records: Path) -> Path:
-    """Commit-sized record of a run or a sweep: per finished run its command, date, machine, overrides,
-    hyper-parameters and metrics (no figures, no checkpoints)."""
+# Where a run or bench wrote its files on that machine: true there, noise in a record.
+OUTPUT_LOCATION = re.compile(r"^(paths\.output_dir|hydra\.run\.dir|hydra\.sweep\.dir|--out)=")
+
+
+def portable(tokens: list[str]) -> list[str]:
+    """The tokens without the output location (`paths.output_dir=`, `hydra.*.dir=`, a bench's `--out F`)."""
+    kept, skip = [], False
+    for token in tokens:
+        if skip:
+            skip = False
+        elif token == "--out":
+            skip = True
+        elif not OUTPUT_LOCATION.match(token):
+            kept.append(token)
+    return kept
+
+
+def record(source: Path, records: Path) -> Path:
+    """Commit-sized record of a run or sweep folder, or of a bench result file (see `record_bench`).
+
+    A run's or sweep's record holds per finished run its command, date, machine, overrides,
+    hyper-parameters and metrics (no figures, no checkpoints), in `results/<task>/<folder name>.json`."""
+    if source.name == "metrics.json":
+        source = source.parent
+    if source.is_file():
+        return record_bench(source, records)
     paths = (
-        [run_or_sweep / "metrics.json"]
-        if (run_or_sweep / "metrics.json").is_file()
-        else sorted(run_or_sweep.glob("*/metrics.json"))
+        [source / "metrics.json"]
+        if (source / "metrics.json").is_file()
+        else sorted(source.glob("*/metrics.json"))
     )
     runs = [run for run in map(run_from_metrics, paths) if run is not None]
     if not runs:
-        raise SystemExit(f"error: no finished run (metrics.json with status ok) in {run_or_sweep}")
-    task = runs[0].task
-    name = "-".join(run_or_sweep.resolve().parts[-2:]) if len(paths) > 1 else run_or_sweep.resolve().name
-    target = records / task / f"{name}.json"
+        raise SystemExit(f"error: no finished run (metrics.json with status ok) in {source}")
+    target = records / runs[0].task / f"{_record_name(source)}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "source": str(run_or_sweep),
         "runs": [
             {
                 "task": r.task,
-                "command": r.command,
+                "command": " ".join(portable(r.command.split(" "))),
                 "date": r.date,
                 "machine": r.machine,
-                "overrides": r.overrides,
+                "overrides": portable(r.overrides),
                 "hparams": r.hparams,
                 "metrics": r.metrics,
             }
@@ -185,6 +209,60 @@ def record(run_or_sweep: Path, records: Path) -> Path:
     return target
 
 
+def _record_name(folder: Path) -> str:
+    """The folder's name; a Hydra time folder (`10-00-00-000000`) with its date folder in front."""
+    parts = folder.resolve().parts
+    return f"{parts[-2]}-{parts[-1]}" if re.match(r"^\d\d-\d\d-\d\d", parts[-1]) else parts[-1]
+
+
+# A run of a bench keeps what rows cite: its seed/fold/origin and the model's own test scores.
+BENCH_RUN_KEYS = re.compile(r"^(seed|origin|fold|test/[^_]+)$")
+
+
+def record_bench(path: Path, records: Path) -> Path:
+    """Record of a bench result (`write_bench_result`'s JSON) in `results/<bench>/<file stem>.json`: its
+    command (without `--out`), date, machine and result, where each run in a list named `runs` keeps only
+    BENCH_RUN_KEYS (training curves and baselines repeated per seed are bulk; the summaries stay)."""
+    data = json.loads(path.read_text())
+    missing = {"bench", "command", "date", "machine", "result"} - set(data)
+    if missing:
+        raise SystemExit(f"error: {path} is not a bench result (no {', '.join(sorted(missing))})")
+    payload = {
+        "bench": data["bench"],
+        "command": " ".join(portable(data["command"].split(" "))),
+        "date": data["date"],
+        "machine": data["machine"],
+        "result": _compact(data["result"]),
+    }
+    target = records / data["bench"] / f"{path.stem}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+    return target
+
+
+def _compact(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _compact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        if key == "runs":
+            return [
+                {k: v for k, v in run.items() if BENCH_RUN_KEYS.match(k)} if isinstance(run, dict) else run
+                for run in value
+            ]
+        return [_compact(item) for item in value]
+    return value
+
+
+def load_bench_records(records: Path) -> dict[str, dict[str, Any]]:
+    """The committed bench records by the name a row gives them: `<bench>/<file stem>`."""
+    found = {}
+    for path in sorted(records.glob("*/*.json")) if records.is_dir() else []:
+        data = json.loads(path.read_text())
+        if "bench" in data:
+            found[f"{path.parent.name}/{path.stem}"] = {**data, "source": str(path)}
+    return found
+
+
 def load_bench_results(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
 
@@ -192,34 +270,42 @@ def load_bench_results(folder: Path) -> list[dict[str, Any]]:
 # -- the tables
 @dataclass
 class Row:
+    """One line of a table: a figure, what holds it (runs, or one bench record shown as a Run) and what
+    stands beside it."""
+
     task: str
     label: str
-    metric: str
-    runs: list[Run]
-    baselines: dict[str, str]
+    measured: str
+    beside: dict[str, str]
     course: dict[str, Any] | None
-
-    @property
-    def measured(self) -> str:
-        return summarise([r.metrics.get(self.metric) for r in self.runs])
+    sources: list[Run]
+    readme: bool = True
 
     @property
     def commands(self) -> list[str]:
-        return sorted({r.command for r in self.runs})
+        return sorted({r.command for r in self.sources})
 
     @property
     def date(self) -> str:
-        return max((r.date for r in self.runs), default="")
+        return max((r.date for r in self.sources), default="")
 
     @property
     def machine(self) -> str:
-        machines = {_machine_text(r.machine) for r in self.runs}
+        machines = {_machine_text(r.machine) for r in self.sources}
         return "; ".join(sorted(machines))
+
+
+def _numbers(values: list[Any]) -> list[float]:
+    return [
+        float(v)
+        for v in values
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    ]
 
 
 def summarise(values: list[Any]) -> str:
     """'0.812' for one value, 'mean ± sd (n = k)' for several, 'not run' for none."""
-    numbers = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    numbers = _numbers(values)
     if not numbers:
         return "not run"
     if len(numbers) == 1:
@@ -234,22 +320,115 @@ def _machine_text(machine: dict[str, Any]) -> str:
     return f"{text}, {machine['gpu']}" if machine.get("gpu") else f"{text}, no GPU"
 
 
-def build_rows(runs: list[Run], spec: dict[str, list[dict]], course: dict[str, dict]) -> list[Row]:
+def value_at(data: Any, path: list[Any]) -> list[Any]:
+    """The values at `path` in a bench result: a key, a list index, `{key: value, ...}` (the list item with
+    those values) or "*" (every item: several values, summarised as mean ± sd). [] where it leads nowhere."""
+    found = [data]
+    for step in path:
+        following = []
+        for item in found:
+            if step == "*" and isinstance(item, list):
+                following += item
+            elif isinstance(step, dict) and isinstance(item, list):
+                following += [
+                    x
+                    for x in item
+                    if isinstance(x, dict) and all(k in x and _same(x[k], v) for k, v in step.items())
+                ][:1]
+            elif isinstance(step, int) and isinstance(item, list) and -len(item) <= step < len(item):
+                following.append(item[step])
+            elif isinstance(item, dict) and not isinstance(step, dict) and str(step) in item:
+                following.append(item[str(step)])
+        found = following
+    return found
+
+
+def _path(key: Any) -> list[Any]:
+    return list(key) if isinstance(key, list) else [key]
+
+
+def _named(keys: Any, short: bool = False) -> dict[str, Any]:
+    """`beside` / `best_of` as {shown name: key or path}: a mapping as written, or a list named by each key
+    (its last path step; `short`: only what follows its last '_', e.g. acc_reversal -> reversal)."""
+    if isinstance(keys, dict):
+        return dict(keys)
+    named = {}
+    for key in keys or []:
+        name = str(_path(key)[-1])
+        named[name.rsplit("_", 1)[-1] if short else name] = key
+    return named
+
+
+def _beside(entry: dict[str, Any], values_of) -> dict[str, str]:
+    """What stands beside a figure: the best of `best_of` (highest mean), then each of `beside`."""
+    shown = {}
+    candidates = {
+        name: _numbers(values_of(key)) for name, key in _named(entry.get("best_of"), short=True).items()
+    }
+    candidates = {name: numbers for name, numbers in candidates.items() if numbers}
+    if candidates:
+        name = max(candidates, key=lambda n: statistics.mean(candidates[n]))
+        shown["best baseline"] = f"{name} {summarise(candidates[name])}"
+    for name, key in _named(entry.get("beside")).items():
+        text = summarise(values_of(key))
+        if text != "not run":
+            shown[name] = text
+    return shown
+
+
+def build_rows(
+    runs: list[Run],
+    spec: dict[str, list[dict]],
+    course: dict[str, dict],
+    benches: dict[str, dict[str, Any]] | None = None,
+) -> list[Row]:
     rows = []
     for task, entries in spec.items():
         for entry in entries:
-            matched = [r for r in runs if r.task == task and r.matches(entry.get("where", {}))]
-            matched = [r for r in matched if entry["metric"] in r.metrics]
-            baselines = {
-                key: summarise([r.metrics.get(key) for r in matched])
-                for key in (entry.get("baselines", []) if matched else [])
-            }
-            rows.append(
-                Row(
-                    task, entry["label"], entry["metric"], matched, baselines, course.get(entry.get("course"))
-                )
-            )
+            row = _bench_row(task, entry, benches or {}) if "bench" in entry else _run_row(task, entry, runs)
+            row.course = course.get(entry.get("course"))
+            row.readme = entry.get("readme", True)
+            rows.append(row)
     return rows
+
+
+def _run_row(task: str, entry: dict[str, Any], runs: list[Run]) -> Row:
+    """A row filled by runs of exactly its configuration; with `over: {key: [values]}` one figure per value."""
+    metric, where = entry["metric"], entry.get("where", {})
+
+    def matching(extra: dict[str, Any]) -> list[Run]:
+        wanted = {**where, **extra}
+        return [r for r in runs if r.task == task and metric in r.metrics and r.matches(wanted)]
+
+    if "over" in entry:
+        ((key, values),) = entry["over"].items()
+        parts, sources = [], []
+        for value in values:
+            matched = matching({key: value})
+            sources += matched
+            parts.append(f"{value}: {summarise([r.metrics[metric] for r in matched])}")
+        measured = " · ".join(parts) if sources else "not run"
+        return Row(task, entry["label"], measured, {}, None, sources)
+    matched = matching({})
+    measured = summarise([r.metrics[metric] for r in matched])
+    beside = _beside(entry, lambda key: [r.metrics.get(key) for r in matched]) if matched else {}
+    return Row(task, entry["label"], measured, beside, None, matched)
+
+
+def _bench_row(task: str, entry: dict[str, Any], benches: dict[str, dict[str, Any]]) -> Row:
+    """A row filled from one bench record (`bench: <bench>/<record>`), its values at `at` + `metric`."""
+    bench = benches.get(entry["bench"])
+    at = _path(entry.get("at", []))
+    result = bench["result"] if bench else None
+    values = value_at(result, [*at, *_path(entry["metric"])]) if bench else []
+    measured = summarise(values)
+    if measured == "not run":
+        return Row(task, entry["label"], measured, {}, None, [])
+    source = Run(
+        bench["bench"], bench["command"], bench["date"][:10], bench["machine"], [], {}, source=bench["source"]
+    )
+    beside = _beside(entry, lambda key: value_at(result, [*at, *_path(key)]))
+    return Row(task, entry["label"], measured, beside, None, [source])
 
 
 def load_spec() -> tuple[dict[str, list[dict]], dict[str, dict]]:
@@ -262,24 +441,56 @@ def _course_text(row: Row) -> str:
     return f"{row.course['value']} ({row.course['report']})" if row.course else ""
 
 
-def _baseline_text(row: Row) -> str:
-    return "; ".join(f"{k} {v}" for k, v in row.baselines.items())
+def _beside_text(row: Row) -> str:
+    return "; ".join(f"{k} {v}" for k, v in row.beside.items())
+
+
+# Settings that change nothing a row shows, left out of README's commands (the records keep them).
+SHOWN_WITHOUT = re.compile(r"^(logger|num_threads|download|trainer\.enable_progress_bar|hydra[./]|paths\.)")
+
+
+def compact_commands(commands: list[str]) -> list[str]:
+    """README's form of a row's commands: without SHOWN_WITHOUT overrides, and commands that differ in one
+    `key=value` only merged into one sweep (`python run.py -m ... key=a,b`)."""
+    merged: list[tuple[list[str], int | None]] = []  # tokens, index of the swept token
+    for command in commands:
+        tokens = [t for t in command.split(" ") if not SHOWN_WITHOUT.match(t.lstrip("+~"))]
+        for index, (group, swept) in enumerate(merged):
+            differ = [i for i, (a, b) in enumerate(zip(group, tokens)) if a != b]
+            if len(group) != len(tokens) or len(differ) != 1 or swept not in (None, differ[0]):
+                continue
+            i = differ[0]
+            if "=" in tokens[i] and group[i].split("=", 1)[0] == tokens[i].split("=", 1)[0]:
+                group[i] = f"{group[i]},{tokens[i].split('=', 1)[1]}"
+                merged[index] = (group, i)
+                break
+        else:
+            merged.append((tokens, None))
+    shown = []
+    for tokens, swept in merged:
+        if swept is not None and tokens[:2] == ["python", "run.py"] and "-m" not in tokens:
+            tokens = [*tokens[:2], "-m", *tokens[2:]]
+        shown.append(" ".join(tokens))
+    return sorted(dict.fromkeys(shown))
 
 
 def markdown_table(rows: list[Row], with_machine: bool = True) -> list[str]:
-    header = ["task", "figure", "measured", "course report", "baselines (same runs)", "date"]
+    """The rows as a markdown table; without the machine column (README's form) the commands are compact."""
+    header = ["task", "figure", "measured", "course report", "beside it (same runs)", "date"]
     header += ["machine", "command"] if with_machine else ["command"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        command = "<br>".join(f"`{c}`" for c in row.commands) or ""
-        cells = [row.task, row.label, row.measured, _course_text(row), _baseline_text(row), row.date]
-        cells += [row.machine if row.runs else "", command] if with_machine else [command]
+        commands = row.commands if with_machine else compact_commands(row.commands)
+        command = "<br>".join(f"`{c}`" for c in commands)
+        cells = [row.task, row.label, row.measured, _course_text(row), _beside_text(row), row.date]
+        cells += [row.machine if row.sources else "", command] if with_machine else [command]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return lines
 
 
 def readme_block(rows: list[Row]) -> str:
-    return "\n".join([README_BEGIN, "", *markdown_table(rows, with_machine=False), "", README_END])
+    shown = [row for row in rows if row.readme]
+    return "\n".join([README_BEGIN, "", *markdown_table(shown, with_machine=False), "", README_END])
 
 
 def rewrite_readme(readme: Path, rows: list[Row]) -> bool:
@@ -319,7 +530,7 @@ def write_report(rows: list[Row], benches: list[dict], comparisons: list[Path], 
         md += [f"## {task}", "", *markdown_table(task_rows), ""]
         images = []
         for row in task_rows:
-            for run in row.runs[:1]:  # the figures of one run per row
+            for run in row.sources[:1]:  # the figures of one run per row
                 images += run.figures
         images += [p for p in comparisons if f"/{task}/" in str(p)]
         for index, image in enumerate(images):
@@ -371,7 +582,7 @@ STYLE = (
 
 
 def _html_table(rows: list[Row]) -> str:
-    header = ["figure", "measured", "course report", "baselines (same runs)", "date", "machine", "command"]
+    header = ["figure", "measured", "course report", "beside it (same runs)", "date", "machine", "command"]
     lines = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"]
     for row in rows:
         measured_class = ' class="notrun"' if row.measured == "not run" else ""
@@ -380,9 +591,9 @@ def _html_table(rows: list[Row]) -> str:
             f"<td>{html.escape(row.label)}</td>",
             f"<td{measured_class}>{html.escape(row.measured)}</td>",
             f"<td>{html.escape(_course_text(row))}</td>",
-            f"<td>{html.escape(_baseline_text(row))}</td>",
+            f"<td>{html.escape(_beside_text(row))}</td>",
             f"<td>{html.escape(row.date)}</td>",
-            f"<td>{html.escape(row.machine if row.runs else '')}</td>",
+            f"<td>{html.escape(row.machine if row.sources else '')}</td>",
             f"<td>{commands}</td>",
         ]
         lines.append("<tr>" + "".join(cells) + "</tr>")
@@ -397,7 +608,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "results", help="the committed records")
     parser.add_argument("--out", type=Path, default=Path("report"), help="where index.html and README.md go")
-    parser.add_argument("--record", type=Path, nargs="+", help="write records of these run or sweep dirs")
+    parser.add_argument(
+        "--record", type=Path, nargs="+", help="write records of these run or sweep dirs or bench JSON files"
+    )
     parser.add_argument(
         "--readme",
         type=Path,
@@ -407,19 +620,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.record:
-        for folder in args.record:
-            print(f"recorded {folder} in {record(folder, args.results)}")
+        for source in args.record:
+            print(f"recorded {source} in {record(source, args.results)}")
         return
     spec, course = load_spec()
+    bench_records = load_bench_records(args.results)
     if args.readme:
-        rows = build_rows(collect_runs([], args.results), spec, course)
+        rows = build_rows(collect_runs([], args.results), spec, course, bench_records)
         changed = rewrite_readme(args.readme, rows)
         print(f"{args.readme}: results block {'rewritten' if changed else 'already up to date'}")
         return
     roots = [args.root / "outputs", args.root / "multirun"]
-    rows = build_rows(collect_runs(roots, args.results), spec, course)
+    rows = build_rows(collect_runs(roots, args.results), spec, course, bench_records)
     comparisons = sorted((args.root / "multirun").glob("**/comparison.png"))
-    page = write_report(rows, load_bench_results(args.root / "bench" / "results"), comparisons, args.out)
+    benches = load_bench_results(args.root / "bench" / "results")
+    shown = {(b.get("command"), b.get("date")) for b in benches}
+    benches += [b for b in bench_records.values() if (b["command"], b["date"]) not in shown]
+    page = write_report(rows, benches, comparisons, args.out)
     filled = sum(row.measured != "not run" for row in rows)
     print(f"report: {page} ({filled} of {len(rows)} rows measured)")
 

@@ -97,11 +97,11 @@ def test_the_report_shows_measured_rows_with_commands_and_not_run_elsewhere(resu
     assert page.images and all((out / src).is_file() for src in page.images)
     data_rows = [row for row in page.rows if row and row[0] not in ("figure", "bench")]
     by_label = {row[0]: row for row in data_rows}
-    vae = by_label["test −ELBO (nats/image), MLP, λ = 1, TibetanMNIST"]
+    vae = by_label["test −ELBO (nats/image), λ = 1, TibetanMNIST, the project's MLP (task defaults)"]
     assert vae[1] == "122 ± 2.8 (n = 2)"  # the two seeds; the smoke and the failed run are not results
     assert "python run.py task=vae seed=1" in vae[6] and "Test CPU (2 cores), no GPU" == vae[5]
-    assert by_label["validation bits per character, LSTM"][1] == "2.04"
-    assert by_label["validation bits per character, RNN"][1] == "not run"
+    cells = by_label["validation bits per character by cell rnn / lstm / gru, task defaults"]
+    assert cells[1] == "rnn: not run · lstm: 2.04 · gru: not run"  # the run's cell is the default, lstm
     for row in data_rows:  # every measured row names its command; no other row shows a number
         if len(row) == 7:
             assert (row[1] == "not run") == (row[6] == ""), row
@@ -116,19 +116,19 @@ def test_a_record_keeps_the_runs_and_the_report_reads_it_without_the_outputs(res
     assert path.parent.name == "vae" and len(json.loads(path.read_text())["runs"]) == 2
     spec, course = report.load_spec()
     rows = report.build_rows(report.collect_runs([], records), spec, course)
-    row = next(r for r in rows if r.label.startswith("test −ELBO (nats/image), MLP, λ = 1"))
+    row = next(r for r in rows if "the project's MLP" in r.label)
     assert row.measured == "122 ± 2.8 (n = 2)" and row.date == "2026-12-01"
 
 
 def test_the_readme_block_is_rewritten_from_the_records(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text(f"# title\n\n{report.README_BEGIN}\nold\n{report.README_END}\n\nrest\n")
+    readme.write_text(f"# title\n\n{report.README_BEGIN}\nhand-written table\n{report.README_END}\n\nrest\n")
     spec, course = report.load_spec()
     rows = report.build_rows([], spec, course)
     assert report.rewrite_readme(readme, rows)
     text = readme.read_text()
-    assert text.startswith("# title") and text.rstrip().endswith("rest") and "old" not in text
-    assert text.count("not run") == len(rows)
+    assert text.startswith("# title") and text.rstrip().endswith("rest") and "hand-written" not in text
+    assert text.count("not run") == sum(row.readme for row in rows) > 0
     assert not report.rewrite_readme(readme, rows)  # idempotent
 
 
@@ -141,11 +141,24 @@ def test_every_course_number_a_row_names_exists():
 
 def test_the_readme_results_block_matches_the_committed_records():
     readme = (REPO_ROOT / "README.md").read_text()
-    if report.README_BEGIN not in readme:
-        pytest.skip("README has no generated results block yet")
+    assert report.README_BEGIN in readme and report.README_END in readme
     spec, course = report.load_spec()
-    rows = report.build_rows(report.collect_runs([], REPO_ROOT / "results"), spec, course)
-    assert report.readme_block(rows) in readme
+    records = REPO_ROOT / "results"
+    rows = report.build_rows(
+        report.collect_runs([], records), spec, course, report.load_bench_records(records)
+    )
+    assert report.readme_block(rows) in readme, "run `python -m hw2lab.report --readme`"
+
+
+def test_every_bench_row_finds_its_figure_in_its_committed_record():
+    """A row naming a bench record that exists must resolve (a typo in `at` or `metric` would say 'not run')."""
+    spec, course = report.load_spec()
+    benches = report.load_bench_records(REPO_ROOT / "results")
+    for task, entries in spec.items():
+        for entry in entries:
+            if entry.get("bench") in benches:
+                (row,) = report.build_rows([], {task: [entry]}, course, benches)
+                assert row.measured != "not run" and row.beside, entry["label"]
 
 
 def test_a_row_takes_only_runs_of_exactly_its_configuration():
@@ -161,3 +174,115 @@ def test_a_row_takes_only_runs_of_exactly_its_configuration():
     assert run.matches({"task": "vae", "model": None, "model.kl_weight": 1.0})
     tuned = report.Run("vae", "", "", {}, ["task=vae", "model.optimizer.lr=0.003"], {}, hparams=run.hparams)
     assert not tuned.matches({"task": "vae", "model": None, "model.kl_weight": 1.0})
+
+
+def write_covid_bench(path: Path) -> Path:
+    """A bench result as `write_bench_result` writes it: a summary per setting and its runs with bulk."""
+
+    def run(seed: int, acc: float) -> dict:
+        return {"seed": seed, "origin": 0, "test/acc": acc, "test/acc_reversal": 0.6, "train/acc": 0.9}
+
+    result = {
+        "seeds": [42, 43],
+        "settings": [
+            {
+                "interval": 7,
+                "cell": "gru",
+                "acc": 0.55,
+                "acc_reversal": 0.6,
+                "acc_hgb": 0.52,
+                "runs": [run(42, 0.54), run(43, 0.56)],
+            },
+            {
+                "interval": 7,
+                "cell": "lstm",
+                "acc": 0.5,
+                "acc_reversal": 0.6,
+                "acc_hgb": 0.52,
+                "runs": [run(42, 0.5)],
+            },
+        ],
+    }
+    payload = {
+        "bench": "covid",
+        "command": f"python bench/covid.py --intervals 7 --out {path}",
+        "date": "2026-12-01T05:55:04",
+        "machine": MACHINE,
+        "result": result,
+    }
+    path.write_text(json.dumps(payload))
+    return path
+
+
+BENCH_ROW = {
+    "label": "test accuracy, GRU",
+    "bench": "covid/course-L7",
+    "at": ["settings", {"interval": 7, "cell": "gru"}],
+    "metric": ["runs", "*", "test/acc"],
+    "best_of": ["acc_hgb", "acc_reversal"],
+}
+
+
+def test_a_bench_record_keeps_the_summary_and_each_runs_scores_without_the_machines_paths(tmp_path):
+    source = write_covid_bench(tmp_path / "course-L7.json")
+    records = tmp_path / "results"
+    target = report.record(source, records)
+    assert target == records / "covid" / "course-L7.json"
+    kept = json.loads(target.read_text())
+    assert (
+        kept["command"] == "python bench/covid.py --intervals 7" and str(tmp_path) not in target.read_text()
+    )
+    assert kept["date"] == "2026-12-01T05:55:04" and kept["machine"] == MACHINE
+    gru = kept["result"]["settings"][0]
+    assert gru["acc_reversal"] == 0.6 and gru["acc"] == 0.55  # the summary stays whole
+    assert gru["runs"][1] == {"seed": 43, "origin": 0, "test/acc": 0.56}  # per run: no baselines, no curves
+    assert set(report.load_bench_records(records)) == {"covid/course-L7"}
+    assert report.collect_runs([], records) == []  # a bench record is not a run
+
+
+def test_a_row_is_filled_from_a_bench_record(tmp_path):
+    records = tmp_path / "results"
+    report.record(write_covid_bench(tmp_path / "course-L7.json"), records)
+    benches = report.load_bench_records(records)
+    (row,) = report.build_rows([], {"covid": [BENCH_ROW]}, {}, benches)
+    assert row.measured == "0.55 ± 0.014 (n = 2)"  # the two seeds' test/acc
+    assert row.beside == {"best baseline": "reversal 0.6"}
+    assert row.commands == ["python bench/covid.py --intervals 7"] and row.date == "2026-12-01"
+    assert row.machine == "Test CPU (2 cores), no GPU"
+
+
+def test_a_row_without_its_result_says_not_run_and_names_no_command(tmp_path):
+    records = tmp_path / "results"
+    report.record(write_covid_bench(tmp_path / "course-L7.json"), records)
+    benches = report.load_bench_records(records)
+    missing = {**BENCH_ROW, "bench": "covid/jhu-L7"}
+    elsewhere = {**BENCH_ROW, "at": ["settings", {"interval": 3, "cell": "gru"}]}
+    series = {
+        "label": "val bpc by cell",
+        "metric": "val/bpc",
+        "where": {"task": "charlm"},
+        "over": {"cell": ["rnn", "gru"]},
+    }
+    rows = report.build_rows([], {"covid": [missing, elsewhere], "charlm": [series]}, {}, benches)
+    for row in rows:
+        assert row.measured == "not run" and row.commands == [] and row.beside == {} and row.date == ""
+    lines = report.markdown_table(rows, with_machine=False)[2:]
+    assert all(line.endswith("| not run |  |  |  |  |") for line in lines), lines
+
+
+def test_readme_commands_leave_out_logging_and_merge_a_sweeps_jobs():
+    jobs = [
+        f"python run.py kl_weight={w} experiment=vae_kl_tibetan num_threads=1 logger=none" for w in (0, 1, 10)
+    ]
+    assert report.compact_commands(jobs) == ["python run.py -m kl_weight=0,1,10 experiment=vae_kl_tibetan"]
+    other = ["python run.py experiment=a seed=1", "python run.py experiment=b seed=2"]  # two things differ
+    assert report.compact_commands(other) == other
+
+
+def test_a_record_leaves_out_where_the_run_wrote_its_files(tmp_path):
+    run = tmp_path / "map"
+    write_run(run, "covid", ["task=covid", f"paths.output_dir={run}"], {"test/acc": 0.5})
+    target = report.record(run, tmp_path / "results")
+    assert target.name == "map.json" and str(tmp_path) not in target.read_text()
+    (kept,) = json.loads(target.read_text())["runs"]
+    assert kept["command"] == "python run.py task=covid" and kept["overrides"] == ["task=covid"]
