@@ -25,8 +25,11 @@ def test_every_task_has_sweeps_in_every_budget(budget, tmp_path):
 def test_the_cpu_estimate_is_printed_before_anything_runs(capsys):
     assert reproduce.main(["--budget", "cpu", "--tasks", "vae,covid", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("reproduce: budget cpu, 3 sweeps, 40 runs, estimated ")
-    assert sum(line.startswith("[") for line in out) == 3
+    sweeps = reproduce.plan("cpu", ["vae", "covid"])
+    assert {sweep.task for sweep in sweeps} == {"vae", "covid"}
+    runs = sum(sweep.jobs("cpu") for sweep in sweeps)
+    assert out[0].startswith(f"reproduce: budget cpu, {len(sweeps)} sweeps, {runs} runs, estimated ")
+    assert sum(line.startswith("[") for line in out) == len(sweeps)
 
 
 def test_unknown_tasks_and_budgets_are_one_line():
