@@ -69,7 +69,13 @@ PLAN: tuple[Sweep, ...] = (
     Sweep("vae", "best model, conv + FC, TibetanMNIST", ("experiment=vae_conv_tibetan",), 1, 10.0),
     # 100 epochs of the conv VAE on 6,750 faces of 64 px: about 50 s an epoch on one core.
     Sweep("vae", "conv VAE, anime faces", ("experiment=vae_conv_anime",), 1, 80.0),
-    Sweep("vae", "Bernoulli against Gaussian decoder, anime faces", ("experiment=vae_anime_likelihood",), 2, 17.0),
+    Sweep(
+        "vae",
+        "Bernoulli against Gaussian decoder, anime faces",
+        ("experiment=vae_anime_likelihood",),
+        2,
+        17.0,
+    ),
     Sweep(
         "covid",
         "L × cell, course file",
