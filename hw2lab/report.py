@@ -53,7 +53,9 @@ class Run:
 
     @property
     def settings(self) -> dict[str, str]:
-        return dict(o.lstrip("+~").split("=", 1) for o in self.overrides if "=" in o)
+        """Overrides as {key: value}, Hydra's backslash escapes removed (`00\\:15` is `00:15`)."""
+        pairs = (o.lstrip("+~").split("=", 1) for o in self.overrides if "=" in o)
+        return {key: re.sub(r"\\(.)", r"\1", value) for key, value in pairs}
 
     def lookup(self, key: str) -> tuple[bool, Any]:
         """A setting by the name a row uses: an override as typed, `task`, or a hyper-parameter (its full
