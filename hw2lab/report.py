@@ -285,7 +285,7 @@ class Row:
 
     @property
     def commands(self) -> list[str]:
-        return sorted({r.command for r in self.sources})
+        return sorted({" ".join(map(as_typed, r.command.split(" "))) for r in self.sources})
 
     @property
     def date(self) -> str:
@@ -443,12 +443,22 @@ def _course_text(row: Row) -> str:
     return f"{row.course['value']} ({row.course['report']})" if row.course else ""
 
 
+def _html_with_code(text: str) -> str:
+    """Escaped text whose `backticks` (the markdown of the labels) become <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def _beside_text(row: Row) -> str:
     return "; ".join(f"{k} {v}" for k, v in row.beside.items())
 
 
 # Settings that change nothing a row shows, left out of README's commands (the records keep them).
 SHOWN_WITHOUT = re.compile(r"^(logger|num_threads|download|trainer\.enable_progress_bar|hydra[./]|paths\.)")
+
+
+def as_typed(token: str) -> str:
+    """An override as a user types it: Hydra's escapes removed, except `\\,` (which stops a sweep)."""
+    return re.sub(r"\\([^,\\])", r"\1", token)
 
 
 def compact_commands(commands: list[str]) -> list[str]:
@@ -590,7 +600,7 @@ def _html_table(rows: list[Row]) -> str:
         measured_class = ' class="notrun"' if row.measured == "not run" else ""
         commands = "<br>".join(f"<code>{html.escape(c)}</code>" for c in row.commands)
         cells = [
-            f"<td>{html.escape(row.label)}</td>",
+            f"<td>{_html_with_code(row.label)}</td>",
             f"<td{measured_class}>{html.escape(row.measured)}</td>",
             f"<td>{html.escape(_course_text(row))}</td>",
             f"<td>{html.escape(_beside_text(row))}</td>",

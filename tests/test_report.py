@@ -59,6 +59,9 @@ def results_tree(tmp_path):
     return tmp_path
 
 
+MAIN_JOB_ROW = "test −ELBO (nats/image) by KL weight λ = 0 / 1 / 10 / 100, TibetanMNIST, the task's defaults (README's main command)"
+
+
 class Page(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
@@ -97,8 +100,11 @@ def test_the_report_shows_measured_rows_with_commands_and_not_run_elsewhere(resu
     assert page.images and all((out / src).is_file() for src in page.images)
     data_rows = [row for row in page.rows if row and row[0] not in ("figure", "bench")]
     by_label = {row[0]: row for row in data_rows}
-    vae = by_label["test −ELBO (nats/image), λ = 1, TibetanMNIST, the project's MLP (task defaults)"]
-    assert vae[1] == "122 ± 2.8 (n = 2)"  # the two seeds; the smoke and the failed run are not results
+    vae = by_label[MAIN_JOB_ROW]
+    assert (
+        vae[1] == "0: not run · 1: 122 ± 2.8 (n = 2) · 10: not run · 100: not run"
+    )  # the two seeds of λ = 1;
+    # the smoke and the failed run are not results
     assert "python run.py task=vae seed=1" in vae[6] and "Test CPU (2 cores), no GPU" == vae[5]
     cells = by_label["validation bits per character by cell rnn / lstm / gru, task defaults"]
     assert cells[1] == "rnn: not run · lstm: 2.04 · gru: not run"  # the run's cell is the default, lstm
@@ -116,8 +122,8 @@ def test_a_record_keeps_the_runs_and_the_report_reads_it_without_the_outputs(res
     assert path.parent.name == "vae" and len(json.loads(path.read_text())["runs"]) == 2
     spec, course = report.load_spec()
     rows = report.build_rows(report.collect_runs([], records), spec, course)
-    row = next(r for r in rows if "the project's MLP" in r.label)
-    assert row.measured == "122 ± 2.8 (n = 2)" and row.date == "2026-12-01"
+    row = next(r for r in rows if r.label == MAIN_JOB_ROW)
+    assert row.measured.startswith("0: not run · 1: 122 ± 2.8 (n = 2)") and row.date == "2026-12-01"
 
 
 def test_the_readme_block_is_rewritten_from_the_records(tmp_path):
@@ -277,6 +283,11 @@ def test_readme_commands_leave_out_logging_and_merge_a_sweeps_jobs():
     assert report.compact_commands(jobs) == ["python run.py -m kl_weight=0,1,10 experiment=vae_kl_tibetan"]
     other = ["python run.py experiment=a seed=1", "python run.py experiment=b seed=2"]  # two things differ
     assert report.compact_commands(other) == other
+
+
+def test_commands_show_overrides_as_typed_but_keep_an_escaped_comma():
+    assert report.as_typed(r"+trainer.max_time=00\:00\:15\:00") == "+trainer.max_time=00:00:15:00"
+    assert report.as_typed(r"tags=a\,b") == r"tags=a\,b"
 
 
 def test_a_record_leaves_out_where_the_run_wrote_its_files(tmp_path):
