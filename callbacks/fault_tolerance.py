@@ -1,6 +1,6 @@
 """Never losing a run: a checkpoint on Ctrl-C / SIGTERM, exact resumption, and a clear stop on NaN loss.
 
-Resumption continues from `checkpoints/last.ckpt`, which ModelCheckpoint writes at every epoch boundary;
+Resumption continues from `checkpoints/last.ckpt`, which the `last_checkpoint` callback writes every epoch;
 with the RNG states below and epoch-seeded shuffling (`TensorBatches`), a resumed run retraces the
 uninterrupted one. The checkpoint written on an interrupt (`interrupted.ckpt`) holds the weights of the
 unfinished epoch for inspection; it is not used for resumption, since the rest of that epoch cannot be

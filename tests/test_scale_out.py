@@ -209,6 +209,44 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(t
     assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["state_dict"].values())
 
 
+class _WorseEveryEpoch(L.LightningModule):
+    """Validation loss that rises every epoch: the best checkpoint stays at epoch 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).pow(2).mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", float(self.current_epoch))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def test_last_checkpoint_holds_the_latest_epoch_after_the_metric_stops_improving(tmp_path):
+    from hydra.utils import instantiate
+    from omegaconf import open_dict
+
+    from hw2lab.compose import compose_config
+
+    cfg = compose_config(["task=vae"], output_dir=tmp_path)
+    with open_dict(cfg):
+        cfg.callbacks.model_checkpoint.monitor = "val/loss"
+    callbacks = [instantiate(cfg.callbacks.model_checkpoint), instantiate(cfg.callbacks.last_checkpoint)]
+    trainer = L.Trainer(
+        max_epochs=3, callbacks=callbacks, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    batches = TensorBatches(torch.randn(8, 2), batch_size=4)
+    trainer.fit(_WorseEveryEpoch(), train_dataloaders=batches, val_dataloaders=batches)
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
+    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["epoch"] == 2
+    assert trainer.checkpoint_callback is callbacks[0]
+
+
 @pytest.mark.parametrize("task, preset", [("vae", "vae_optuna"), ("covid", "covid_optuna")])
 def test_optuna_presets_search_keys_that_exist(tmp_path, task, preset):
     from helpers import compose_config
