@@ -72,7 +72,9 @@ PLAN: tuple[Sweep, ...] = (
     # The per-run minutes are the walls of `--budget cpu` runs (2026-12-02, a job on the other core) where
     # one was made; the others come from the same settings' single runs in the task's docs.
     Sweep("vae", "λ sweep, the course's MLP, TibetanMNIST", ("experiment=vae_kl_tibetan",), 4, 0.5),
-    Sweep("vae", "best model, conv + FC, TibetanMNIST", ("experiment=vae_conv_tibetan",), 1, 10.0),
+    Sweep(
+        "vae", "best model, conv + FC, TibetanMNIST", ("experiment=vae_conv_tibetan",), 1, 13.0, seeds=True
+    ),
     # 100 epochs of the conv VAE on 6,750 faces of 64 px: 75.6 min measured (2026-12-02).
     Sweep("vae", "conv VAE, anime faces", ("experiment=vae_conv_anime",), 1, 76.0),
     Sweep(
