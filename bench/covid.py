@@ -2,9 +2,9 @@
 seeds (and, for split=time, rolling origins), in one process, on identical windows.
 
 Each run goes through the real pipeline (`hw2lab.pipeline.fit_and_test`: best-val checkpoint, then test)
-with the figure callbacks and the logger off; the baselines (`callbacks.covid.Baselines`: majority class,
-logistic regression, persistence, reversal, seasonal naive, gradient-boosted trees) are fitted on the same
-train windows and scored on the same test windows. Prints, per L x cell, test accuracy and AUROC (mean
+with the figure callbacks and the logger off; the baselines (`callbacks.covid_metrics.Baselines`: majority
+class, logistic regression, persistence, reversal, seasonal naive, gradient-boosted trees) are fitted on the
+same train windows and scored on the same test windows. Prints, per L x cell, test accuracy and AUROC (mean
 and standard deviation over seeds x origins) of the model and of every baseline, and the model's margin
 over the best baseline in points; writes every run's test metrics as JSON (`--out`, default under
 bench/results/).
@@ -27,9 +27,9 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from callbacks.covid import BASELINES  # noqa: E402
 from hw2lab.compose import compose_config, write_bench_result  # noqa: E402
 from hw2lab.pipeline import fit_and_test  # noqa: E402
+from lightning_modules.covid_baselines import BASELINES  # noqa: E402
 
 QUIET = [
     "logger=none",

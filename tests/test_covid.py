@@ -15,18 +15,10 @@ import torch
 from helpers import assert_run_outputs, compose_config, quiet_trainer
 from omegaconf import open_dict
 
-from callbacks.covid import (
-    BASELINES,
-    NOT_COUNTRIES,
-    Baselines,
-    DataReport,
-    Reliability,
-    WindowClassifier,
-    baseline_probabilities,
-    fit_baselines,
-    map_country,
-    probability_scores,
-)
+from callbacks.covid_country_codes import NOT_COUNTRIES, map_country
+from callbacks.covid_figures import Reliability
+from callbacks.covid_metrics import Baselines, DataReport
+from callbacks.covid_protocols import WindowClassifier
 from datamodules.covid import (
     CovidDataModule,
     correlated_countries,
@@ -46,6 +38,8 @@ from datamodules.covid import (
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import build
 from lightning_modules.covid import CovidModule, RecurrentClassifier, fit_logit_offset
+from lightning_modules.covid_baselines import BASELINES, baseline_probabilities, fit_baselines
+from lightning_modules.covid_scores import probability_scores
 
 ADAM = partial(torch.optim.Adam, lr=1e-3)
 
