@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datamodules.covid import apply_label_rule
+from datamodules.covid_windows import apply_label_rule
 from lightning_modules.covid import fit_logit_offset
 from lightning_modules.covid_scores import probability_scores
 

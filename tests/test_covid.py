@@ -19,8 +19,9 @@ from callbacks.covid_country_codes import NOT_COUNTRIES, map_country
 from callbacks.covid_figures import Reliability
 from callbacks.covid_metrics import Baselines, DataReport
 from callbacks.covid_protocols import WindowClassifier
-from datamodules.covid import (
-    CovidDataModule,
+from datamodules.covid import CovidDataModule
+from datamodules.covid_case_files import read_case_table
+from datamodules.covid_windows import (
     correlated_countries,
     correlation_matrix,
     daily_differences,
@@ -29,7 +30,6 @@ from datamodules.covid import (
     last_report_day,
     make_windows,
     normalize_windows,
-    read_case_table,
     recent_days,
     select_dates,
     split_windows,
