@@ -168,7 +168,6 @@ class CovidDataModule(InMemoryDataModule):
             row_index=rows,
         )
         self.windows, self.labels, self.split_index = windows, labels, parts
-        self.rows, self.target_day = rows, target_day
         self.recent = recent_days(diffs, rows, target_day)
         self.split_tensors = {
             name: (torch.tensor(windows[index], dtype=torch.float32), torch.tensor(labels[index]))
@@ -224,11 +223,6 @@ class CovidDataModule(InMemoryDataModule):
     def split_recent(self, split: str) -> np.ndarray:
         """One split's raw new cases of the 8 days before each labelled day (N, 8), oldest first."""
         return self.recent[self.split_index[split]]
-
-    def split_days(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """One split's country (row of C) and labelled day index per window."""
-        index = self.split_index[split]
-        return self.rows[index], self.target_day[index]
 
     def val_dataloader(self) -> list[TensorBatches]:
         """The validation windows (checkpointing) and the test windows (the per-epoch test curves the

@@ -101,6 +101,35 @@ def write_course(path: Path, cases: dict[str, list[int]]) -> Path:
     return path
 
 
+def encoded_cases(
+    days: int, starts: list[int], stops: list[int | None] | None = None
+) -> dict[str, list[int]]:
+    """Cumulative counts whose daily new cases name their country and day: country i has 1000 (i + 1) + d
+    new cases on day d of the differences from `starts[i]` to `stops[i]` and none outside, so the raw new
+    cases of a window's last day (`split_recent`) tell which country and labelled day the window is."""
+    stops = stops or [None] * len(starts)
+    out = {}
+    for i, (start, stop) in enumerate(zip(starts, stops)):
+        new = [
+            1000 * (i + 1) + d if start <= d and (stop is None or d <= stop) else 0 for d in range(days - 1)
+        ]
+        out[NAMES[i]] = [0, *np.cumsum(new).tolist()]
+    return out
+
+
+def encoded_data_dir(root: Path, cases: dict[str, list[int]]) -> Path:
+    (root / "covid").mkdir(parents=True)
+    write_course(root / "covid" / "covid_19.csv", cases)
+    return root
+
+
+def countries_and_days(datamodule: CovidDataModule, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The country (0, 1, ...) and the labelled day of every window of a split of `encoded_cases`."""
+    last = datamodule.split_recent(split)[:, -1].astype(int)  # the new cases of the window's last day
+    assert np.all(last > 0)
+    return last // 1000 - 1, last % 1000 + 1
+
+
 @pytest.fixture
 def cases() -> dict[str, list[int]]:
     return synthetic_cases(countries=8, days=40)
@@ -219,9 +248,9 @@ def test_time_split_leaves_no_day_shared_between_parts(interval, origin):
     assert len(np.unique(target_day[parts["test"]])) == n_test
 
 
-def test_time_split_of_the_datamodule_and_too_many_origins(data_dir):
+def test_time_split_of_the_datamodule_and_too_many_origins(data_dir, tmp_path):
     datamodule = CovidDataModule(
-        str(data_dir),
+        str(encoded_data_dir(tmp_path / "encoded", encoded_cases(40, [0] * 4))),
         "covid/covid_19.csv",
         interval=5,
         start_date=None,
@@ -231,8 +260,8 @@ def test_time_split_of_the_datamodule_and_too_many_origins(data_dir):
         features=["dow", "lag7"],
     )
     datamodule.setup()
-    rows, train_days = datamodule.split_days("train")
-    _, test_days = datamodule.split_days("test")
+    _, train_days = countries_and_days(datamodule, "train")
+    _, test_days = countries_and_days(datamodule, "test")
     assert max(set().union(*window_days(train_days, 5))) < min(set().union(*window_days(test_days, 5)))
     with pytest.raises(HW2LabError, match="split=time at origin 5 needs more labelled days"):
         CovidDataModule(
@@ -246,19 +275,21 @@ def test_time_split_of_the_datamodule_and_too_many_origins(data_dir):
         ).setup()
 
 
-def test_country_split_keeps_every_country_on_one_side(data_dir):
+def test_country_split_keeps_every_country_on_one_side(tmp_path):
     row_index = np.repeat(np.arange(20), 30)
     parts = split_windows(np.tile(np.arange(30), 20), "country", 0.1, 0.2, seed=3, row_index=row_index)
     sides = [set(row_index[parts[name]]) for name in ("train", "val", "test")]
     assert not sides[0] & sides[1] and not sides[0] & sides[2] and not sides[1] & sides[2]
     assert (len(sides[0]), len(sides[1]), len(sides[2])) == (14, 2, 4)
     assert sum(len(index) for index in parts.values()) == len(row_index)
+    encoded = encoded_data_dir(tmp_path / "encoded", encoded_cases(40, [0] * 8))
     datamodule = CovidDataModule(
-        str(data_dir), "covid/covid_19.csv", start_date=None, end_date=None, min_partners=1, split="country"
+        str(encoded), "covid/covid_19.csv", start_date=None, end_date=None, min_partners=1, split="country"
     )
     datamodule.setup()
-    countries = [set(datamodule.split_days(name)[0]) for name in ("train", "val", "test")]
+    countries = [set(countries_and_days(datamodule, name)[0]) for name in ("train", "val", "test")]
     assert not countries[0] & (countries[1] | countries[2]) and not countries[1] & countries[2]
+    assert set().union(*countries) == set(range(8))
 
 
 def test_features_read_the_right_days_and_nothing_after_the_window():
@@ -293,9 +324,14 @@ def test_countries_that_stopped_reporting():
     assert first_case_day(np.array([[0.0, 0.0, 2.0, 0.0], [0.0] * 4])).tolist() == [2, 4]
 
 
-def test_windows_before_the_first_case_and_after_the_last_report_are_dropped(data_dir):
-    kept = {}
-    for first in (False, True):
+def test_windows_before_the_first_case_and_after_the_last_report_are_dropped(tmp_path):
+    """New cases are never 0 between a country's first case and its last report, so a window whose last
+    day has none (`split_recent`) ends before the first case or after the last report: from_first_case
+    drops only the former, stale_days the latter."""
+    cases = encoded_cases(70, starts=[0, 5, 10, 20, 0, 3, 0, 0], stops=[None] * 6 + [30, 30])
+    data_dir = encoded_data_dir(tmp_path, cases)
+    last = {}
+    for name, first, stale in (("none", False, None), ("first_case", True, None), ("both", True, 28)):
         datamodule = CovidDataModule(
             str(data_dir),
             "covid/covid_19.csv",
@@ -303,16 +339,17 @@ def test_windows_before_the_first_case_and_after_the_last_report_are_dropped(dat
             start_date=None,
             end_date=None,
             min_partners=1,
-            stale_days=28,
+            stale_days=stale,
             from_first_case=first,
         )
         datamodule.setup()
-        diffs = datamodule.diffs.loc[datamodule.countries].to_numpy()
-        rows, days = np.concatenate([datamodule.split_days(name) for name in ("train", "val", "test")], 1)
-        if first:
-            assert np.all(days - 1 >= first_case_day(diffs)[rows])
-        kept[first] = len(rows)
-    assert kept[True] <= kept[False]
+        assert len(datamodule.countries) == len(cases)
+        last[name] = np.concatenate(
+            [datamodule.split_recent(split)[:, -1] for split in ("train", "val", "test")]
+        )
+    zeros = {name: int(np.sum(values == 0)) for name, values in last.items()}
+    assert zeros["both"] == 0 < zeros["first_case"] < zeros["none"]
+    assert len(last["none"]) - len(last["first_case"]) == zeros["none"] - zeros["first_case"]
 
 
 def scores_of(name: str, recent: np.ndarray, labels: np.ndarray, label_rule: str = "increase") -> dict:
