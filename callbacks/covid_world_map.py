@@ -18,10 +18,13 @@ log = logging.getLogger("hw2lab")
 class WorldMap(L.Callback):
     """Tomorrow's probability of an increase for every country of the file, on pygal's world map.
 
-    Two series: ascending (p >= 0.5) and descending (p < 0.5), each country's probability as value and
-    tooltip. Countries that cannot be drawn are logged, counted in the metrics (`test/map_unmapped`)
+    Two series (`LEGEND`): ascending (p >= 0.5) and descending (p < 0.5), each country's probability as
+    value and tooltip; the legend sits under the map, its text whole (pygal cuts legend text to fit the
+    left margin by default). Countries that cannot be drawn are logged, counted in the metrics (`test/map_unmapped`)
     and listed with their reason in world_map.csv next to the drawn ones.
     """
+
+    LEGEND = ("ascending (p >= 0.5)", "descending (p < 0.5)")
 
     def __init__(self, output_dir: str, figures_dir: str) -> None:
         self.output_dir, self.figures_dir = Path(output_dir), Path(figures_dir)
@@ -60,9 +63,12 @@ class WorldMap(L.Callback):
         chart = World(
             title=f"P(new cases rise on the day after {last_day}), L={datamodule.interval}",
             show_legend=True,
+            truncate_legend=-1,
+            legend_at_bottom=True,
+            legend_at_bottom_columns=len(self.LEGEND),
         )
-        chart.add("ascending (p >= 0.5)", list(ascending.values()))
-        chart.add("descending (p < 0.5)", list(descending.values()))
+        for label, series in zip(self.LEGEND, (ascending, descending)):
+            chart.add(label, list(series.values()))
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         chart.render_to_file(str(self.figures_dir / "world_map.svg"))
         with open(self.output_dir / "world_map.csv", "w", newline="") as handle:

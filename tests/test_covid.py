@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import xml.etree.ElementTree as ET
 from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
@@ -19,6 +20,7 @@ from callbacks.covid_country_codes import NOT_COUNTRIES, map_country
 from callbacks.covid_figures import Reliability
 from callbacks.covid_metrics import Baselines, DataReport
 from callbacks.covid_protocols import WindowClassifier
+from callbacks.covid_world_map import WorldMap
 from datamodules.covid import CovidDataModule
 from datamodules.covid_case_files import read_case_table
 from datamodules.covid_windows import (
@@ -476,6 +478,24 @@ def test_fit_logs_test_curves_and_test_logs_baselines(data_dir):
     assert tested["test/logit_offset"] == pytest.approx(
         fit_logit_offset(val_logits, val_labels.numpy()), abs=1e-5
     )
+
+
+def legend_texts(svg: Path) -> list[str]:
+    """The text a pygal SVG's legend shows (not the hover titles, which pygal never cuts)."""
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    groups = ET.parse(svg).getroot().iterfind(".//svg:g[@class]", ns)
+    return [group.find("svg:text", ns).text for group in groups if "legend" in group.get("class").split()]
+
+
+def test_world_map_legend_reads_whole(data_dir, tmp_path):
+    datamodule = CovidDataModule(
+        str(data_dir), "covid/covid_19.csv", start_date=None, end_date=None, min_partners=1
+    )
+    module = CovidModule(RecurrentClassifier("gru", hidden_size=4), ADAM)
+    world_map = WorldMap(output_dir=str(tmp_path), figures_dir=str(tmp_path / "figures"))
+    quiet_trainer(callbacks=[world_map]).test(module, datamodule=datamodule, verbose=False)
+    legend = legend_texts(tmp_path / "figures" / "world_map.svg")
+    assert legend == ["ascending (p >= 0.5)", "descending (p < 0.5)"]
 
 
 def test_logit_offset_matches_the_rate_of_a_later_block():
