@@ -21,9 +21,9 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from datamodules.news_pretrained import resolve_pretrained
 from hw2lab.data_files import require
 from hw2lab.errors import HW2LabError, check
-from hw2lab.pretrained import resolve_pretrained
 from hw2lab.training import TaskModule, eval_mode
 
 log = logging.getLogger("hw2lab")

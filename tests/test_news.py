@@ -32,9 +32,9 @@ from datamodules.news import (
     read_articles,
     read_news_csv,
 )
+from datamodules.news_pretrained import resolve_pretrained
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import build, fit_and_test
-from hw2lab.pretrained import resolve_pretrained
 from hw2lab.training import decayed_parameters, warmup_linear_decay
 from lightning_modules.news import (
     BagClassifier,
