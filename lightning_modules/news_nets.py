@@ -115,7 +115,7 @@ class LSTMClassifier(nn.Module):
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         lengths = lengths.clamp(min=1)
-        ids = ids[:, : int(lengths.max())]  # batches come padded to the split's longest text
+        ids = ids[:, : int(lengths.max())]  # a batch may come padded wider than its longest text
         states, finals = self.lstm(self.dropout(self.embedding(ids)), lengths)
         if self.pooling == "last":
             pooled = finals
