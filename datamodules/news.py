@@ -336,7 +336,7 @@ def load_hf_tokenizer(name: str):
     """The Transformer's own tokenizer (same resolution of `model.pretrained` as the model)."""
     from transformers import AutoTokenizer
 
-    from hw2lab.pretrained import resolve_pretrained
+    from datamodules.news_pretrained import resolve_pretrained
 
     location, local = resolve_pretrained(name)
     try:

@@ -19,6 +19,7 @@ from helpers import assert_run_outputs, compose_config
 from helpers import quiet_trainer as helpers_quiet_trainer
 
 from callbacks.news import AttentionMaps, KagglePredictions, KaggleSubmission
+from datamodules.glove import load_glove
 from datamodules.news import (
     NewsDataModule,
     TextPipeline,
@@ -32,20 +33,18 @@ from datamodules.news import (
     read_articles,
     read_news_csv,
 )
+from datamodules.news_pretrained import resolve_pretrained
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import build, fit_and_test
-from hw2lab.pretrained import resolve_pretrained
 from hw2lab.training import decayed_parameters, warmup_linear_decay
-from lightning_modules.news import (
+from lightning_modules.news import NewsClassifier, one_window_each
+from lightning_modules.news_embeddings import WordEmbedding
+from lightning_modules.news_nets import (
     BagClassifier,
     LSTMClassifier,
-    NewsClassifier,
     PaddedLSTM,
     TransformerClassifier,
-    WordEmbedding,
-    load_glove,
     load_pretrained_encoder,
-    one_window_each,
 )
 
 CATEGORY_WORDS = {
@@ -791,7 +790,7 @@ def test_real_bbc_news(real_data_dir: Path):
 def test_news_presets_compose(tmp_path: Path, preset: str, net: str, max_length: int | None):
     """The measured recipes in docs/news.md are presets: each composes into the net and text it names."""
     cfg = compose_config([f"experiment={preset}"], tmp_path)
-    assert cfg.model.net._target_ == f"lightning_modules.news.{net}"
+    assert cfg.model.net._target_ == f"lightning_modules.news_nets.{net}"
     assert cfg.data.text == cfg.text
     if max_length is not None:
         assert (cfg.text, cfg.data.max_length) == ("full", max_length)

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hw2lab.errors import HW2LabError
-from hw2lab.pretrained import (
+from datamodules.news_pretrained import (
     COMPLETE_MARK,
     MPNET,
     MPNET_CHECKPOINT,
@@ -19,6 +18,7 @@ from hw2lab.pretrained import (
     assemble_split_zip,
     resolve_pretrained,
 )
+from hw2lab.errors import HW2LabError
 
 WEIGHTS = bytes(range(256)) * 400  # stands in for model.safetensors
 

