@@ -28,7 +28,15 @@ from datamodules.food import (
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import build
 from hw2lab.training import decayed_parameters
-from lightning_modules.food import FoodClassifier, FoodCNN, ReportCNN, l2_penalty, mix_batch
+from lightning_modules.food import (
+    FoodClassifier,
+    FoodCNN,
+    ReportCNN,
+    averaged_logits,
+    l2_penalty,
+    mix_batch,
+    tta_views,
+)
 
 FOOD11_CLASSES = [
     "Bread",
@@ -412,6 +420,86 @@ def test_training_accuracy_at_test_time_is_a_callback(tmp_path):
     without = quiet_trainer()
     (plain,) = without.test(module, datamodule=datamodule, verbose=False)
     assert set(plain) == {"test/loss", "test/acc"}, "the module alone makes no extra pass"
+
+
+# --- test-time averaging -----------------------------------------------------------------------------
+
+
+class MirrorInvariant(torch.nn.Module):
+    """A net that gives the same logits for an image and its mirror, by construction."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.inner = FoodCNN(num_classes=classes, widths=[4, 8], dropout=0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) + self.inner(x.flip(-1))
+
+
+def test_flip_averaging_is_the_mean_of_the_two_passes():
+    torch.manual_seed(0)
+    images = torch.randn(5, 3, 16, 16)
+    invariant = MirrorInvariant(3).eval()
+    assert torch.allclose(
+        averaged_logits(invariant, images, flip=True, crop=None), invariant(images), atol=1e-6
+    )
+    net = FoodCNN(num_classes=3, widths=[4, 8]).eval()
+    module = FoodClassifier(net, FOLDER_CLASSES, adam(), tta_flip=True)
+    plain, mirrored = net(images), net(images.flip(-1))
+    assert not torch.allclose(plain, mirrored, atol=1e-4), "a general net sees the mirror differently"
+    assert torch.allclose(module.predict_images(images, tta=True), (plain + mirrored) / 2, atol=1e-6)
+    assert torch.allclose(module.predict_images(images), plain)
+
+
+def test_crop_views_are_the_corners_and_centre_resized_back():
+    quadrants = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).repeat_interleave(4, 0).repeat_interleave(4, 1)
+    images = quadrants.expand(2, 3, 8, 8)
+    views = tta_views(images, flip=False, crop=0.5)
+    assert len(views) == 6 and torch.equal(views[0], images)
+    for view, value in zip(views[1:5], [1.0, 2.0, 3.0, 4.0], strict=True):  # TL, TR, BL, BR
+        assert view.shape == images.shape and torch.allclose(view, torch.full_like(view, value))
+    assert torch.allclose(views[5], F.interpolate(images[..., 2:6, 2:6], size=(8, 8), mode="bilinear"))
+    mirrored = tta_views(images, flip=True, crop=0.5)
+    assert len(mirrored) == 12 and all(torch.equal(m, v.flip(-1)) for m, v in zip(mirrored[6:], views))
+    with pytest.raises(HW2LabError, match="tta_crop"):
+        FoodClassifier(FoodCNN(num_classes=3, widths=[4]), FOLDER_CLASSES, adam(), tta_crop=1.5)
+    with pytest.raises(HW2LabError, match="tta_val"):
+        FoodClassifier(FoodCNN(num_classes=3, widths=[4]), FOLDER_CLASSES, adam(), tta_val=True)
+
+
+def test_averaged_metrics_are_logged_beside_the_plain_ones(tmp_path):
+    """One test run gives test/acc (as without averaging) and test/acc_tta (the averaged logits), and the
+    training accuracy and gap of each."""
+    make_food11(tmp_path / "food11", {"training": 2, "validation": 1, "evaluation": 2}, classes=3)
+    datamodule = food11_module(tmp_path, class_names=FOOD11_CLASSES[:3], batch_size=4)
+    torch.manual_seed(0)
+    net = FoodCNN(num_classes=3, widths=[4, 8])
+    averaged = FoodClassifier(net, FOOD11_CLASSES[:3], adam(), tta_flip=True, tta_crop=0.75, tta_val=True)
+    (metrics,) = quiet_trainer(callbacks=[TrainAccuracyAtTest()]).test(
+        averaged, datamodule=datamodule, verbose=False
+    )
+    plain = FoodClassifier(net, FOOD11_CLASSES[:3], adam())
+    (without,) = quiet_trainer(callbacks=[TrainAccuracyAtTest()]).test(
+        plain, datamodule=datamodule, verbose=False
+    )
+    assert set(metrics) == set(without) | {f"{name}_tta" for name in without}
+    assert all(metrics[name] == pytest.approx(value) for name, value in without.items()), "plain unchanged"
+    for split, prefix in (("test", "test/"), ("train", "test/train_")):
+        inputs = datamodule.prepare(datamodule.images[split], training=False)
+        logits = averaged.predict_images(inputs, tta=True)
+        accuracy = (logits.argmax(dim=1) == datamodule.labels[split]).float().mean().item()
+        assert metrics[f"{prefix}acc_tta"] == pytest.approx(accuracy)
+    inputs = datamodule.prepare(datamodule.images["test"], training=False)
+    loss = F.cross_entropy(averaged.predict_images(inputs, tta=True), datamodule.labels["test"])
+    assert metrics["test/loss_tta"] == pytest.approx(loss.item(), rel=1e-5)
+    gap = metrics["test/train_acc_tta"] - metrics["test/acc_tta"]
+    assert metrics["test/train_test_gap_tta"] == pytest.approx(gap)
+    (validated,) = quiet_trainer().validate(averaged, datamodule=datamodule, verbose=False)
+    assert set(validated) == {"val/loss", "val/acc", "val/loss_tta", "val/acc_tta"}
+    (validated_plain,) = quiet_trainer().validate(
+        FoodClassifier(net, FOOD11_CLASSES[:3], adam(), tta_flip=True), datamodule=datamodule, verbose=False
+    )
+    assert set(validated_plain) == {"val/loss", "val/acc"}, "validation averages only with tta_val"
 
 
 # --- real data -------------------------------------------------------------------------------------
