@@ -294,6 +294,33 @@ def test_mixup_and_cutmix_keep_the_larger_share_and_its_area():
     assert seen == {"mixup", "cutmix"}
 
 
+def test_label_smoothing_composes_with_the_mixed_targets():
+    """On a mixed batch the loss is the cross-entropy against the smoothed mix of the two one-hot targets,
+    (1 - ε)·(λ·y + (1 - λ)·y') + ε/K: smoothing is linear in the target, so weighting the two smoothed
+    losses by the share is the same."""
+    smoothing, classes = 0.2, len(FOLDER_CLASSES)
+    module = FoodClassifier(
+        FoodCNN(num_classes=classes, widths=[4, 8], dropout=0.0),
+        FOLDER_CLASSES,
+        adam(),
+        label_smoothing=smoothing,
+        mix_prob=1.0,
+    )
+    images, labels = torch.randn(6, 3, 16, 16), torch.tensor([0, 1, 2, 0, 1, 2])
+    for seed in range(4):  # both Mixup and CutMix draws
+        torch.manual_seed(seed)
+        logits, loss = module.training_forward(images, labels)
+        torch.manual_seed(seed)
+        torch.rand(())  # the draw that decides to mix
+        _, partners, share = mix_batch(images, module.mix_alpha)
+        mixed = share * F.one_hot(labels, classes) + (1 - share) * F.one_hot(labels[partners], classes)
+        target = (1 - smoothing) * mixed + smoothing / classes
+        expected = -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        assert torch.allclose(loss, expected, atol=1e-6)
+        unsmoothed = -(mixed * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        assert not torch.allclose(loss, unsmoothed, atol=1e-4), "the smoothing is in the loss"
+
+
 @pytest.mark.parametrize(
     "net", [ReportCNN(num_classes=11, image_size=32), FoodCNN(num_classes=11, widths=[8, 16])]
 )
