@@ -1,5 +1,5 @@
-"""Food image classifiers: the course report's small CNN and a stronger from-scratch CNN, with L2, and
-test-time averaging over flips and crops.
+"""Food image classifiers: the course report's small CNN, a stronger from-scratch CNN and a small ResNet,
+with L2, and test-time averaging over flips and crops.
 
 L2 regularisation adds ½·λ·Σ‖w‖² over the weights `hw2lab.training.decayed_parameters` picks (here: every
 conv kernel and linear matrix; not biases or BatchNorm) to the objective. `l2_mode` says where it enters:
@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import StochasticDepth
 
 from hw2lab.errors import check
 from hw2lab.training import TaskModule, decayed_parameters, eval_mode
@@ -91,6 +92,83 @@ class FoodCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+def conv3x3_bn(in_channels: int, out_channels: int, stride: int = 1) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+    ]
+
+
+class ResidualBlock(nn.Module):
+    """ResNet's basic block: relu(shortcut(x) + branch(x)), the branch two conv3-BN (ReLU between), the
+    shortcut a 1×1 conv-BN where the shape changes. Stochastic depth drops the branch for a random share
+    `drop_path` of the samples in training (scaling the kept ones by 1 / (1 - drop_path)); in eval mode
+    the branch always counts, unscaled."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.branch = nn.Sequential(
+            *conv3x3_bn(in_channels, out_channels, stride),
+            nn.ReLU(inplace=True),
+            *conv3x3_bn(out_channels, out_channels),
+        )
+        # The branch starts at zero (its last BN scale 0): each block begins as the identity.
+        nn.init.zeros_(self.branch[-1].weight)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+        self.drop_path = StochasticDepth(drop_path, mode="row")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.shortcut(x) + self.drop_path(self.branch(x)))
+
+
+class FoodResNet(nn.Module):
+    """A small ResNet from scratch: a conv3-BN-ReLU stem (optionally max-pooled to half size), stages of
+    residual blocks (`widths`, `blocks_per_stage` each; every stage after the first halves the size),
+    global average pooling, dropout, linear. Stochastic depth grows linearly over the blocks, from
+    drop_path / n at the first to `drop_path` at the last (Huang et al. 2016)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        widths: Sequence[int] = (32, 64, 128, 256),
+        blocks_per_stage: int = 1,
+        stem_pool: bool = True,
+        drop_path: float = 0.0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check(
+            len(widths) >= 1 and blocks_per_stage >= 1, "model.net needs >= 1 stage and >= 1 block per stage"
+        )
+        check(0 <= drop_path < 1, f"model.net.drop_path must be in [0, 1), got {drop_path}")
+        check(0 <= dropout < 1, f"model.net.dropout must be in [0, 1), got {dropout}")
+        stem: list[nn.Module] = [*conv3x3_bn(3, widths[0]), nn.ReLU(inplace=True)]
+        if stem_pool:
+            stem.append(nn.MaxPool2d(2))
+        self.stem = nn.Sequential(*stem)
+        count = len(widths) * blocks_per_stage
+        blocks: list[nn.Module] = []
+        in_channels = widths[0]
+        for stage, width in enumerate(widths):
+            for index in range(blocks_per_stage):
+                stride = 2 if stage > 0 and index == 0 else 1
+                rate = drop_path * (len(blocks) + 1) / count
+                blocks.append(ResidualBlock(in_channels, width, stride, rate))
+                in_channels = width
+        self.blocks = nn.Sequential(*blocks)
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_channels, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.blocks(self.stem(x)))
 
 
 def l2_penalty(net: nn.Module, weight_decay: float) -> torch.Tensor:

@@ -31,6 +31,7 @@ from hw2lab.training import decayed_parameters
 from lightning_modules.food import (
     FoodClassifier,
     FoodCNN,
+    FoodResNet,
     ReportCNN,
     averaged_logits,
     l2_penalty,
@@ -321,11 +322,57 @@ def test_label_smoothing_composes_with_the_mixed_targets():
         assert not torch.allclose(loss, unsmoothed, atol=1e-4), "the smoothing is in the loss"
 
 
+# --- networks ----------------------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize(
-    "net", [ReportCNN(num_classes=11, image_size=32), FoodCNN(num_classes=11, widths=[8, 16])]
+    "net",
+    [
+        ReportCNN(num_classes=11, image_size=32),
+        FoodCNN(num_classes=11, widths=[8, 16]),
+        FoodResNet(num_classes=11, widths=[8, 16, 32], blocks_per_stage=2, drop_path=0.2),
+        FoodResNet(num_classes=11, widths=[8, 16], stem_pool=False),
+    ],
+    ids=["report", "cnn", "resnet", "resnet_no_pool"],
 )
 def test_networks_give_one_logit_per_class(net):
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 11)
+
+
+@pytest.mark.parametrize("size", [48, 64])
+def test_resnet_stages_halve_the_size_and_any_input_size_works(size):
+    net = FoodResNet(num_classes=10, widths=[8, 16, 32, 64], blocks_per_stage=2)
+    assert net(torch.randn(2, 3, size, size)).shape == (2, 10)
+    shapes = []
+    hooks = [
+        block.register_forward_hook(lambda _m, _i, out: shapes.append(out.shape[1:])) for block in net.blocks
+    ]
+    net(torch.randn(1, 3, size, size))
+    for hook in hooks:
+        hook.remove()
+    half = size // 2  # after the stem's max-pooling
+    assert shapes == [
+        (w, half // 2**stage, half // 2**stage) for stage, w in enumerate([8, 16, 32, 64]) for _ in "ab"
+    ]
+
+
+def test_stochastic_depth_rises_over_the_blocks_and_is_off_in_eval():
+    torch.manual_seed(0)
+    dropping = FoodResNet(num_classes=3, widths=[4, 8], blocks_per_stage=2, drop_path=0.5)
+    rates = [block.drop_path.p for block in dropping.blocks]
+    assert rates == pytest.approx([0.125, 0.25, 0.375, 0.5])
+    for module in dropping.modules():  # branches start at zero (last BN scale 0): give them weight
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(module.weight)
+    keeping = FoodResNet(num_classes=3, widths=[4, 8], blocks_per_stage=2, drop_path=0.0)
+    keeping.load_state_dict(dropping.state_dict())
+    images = torch.randn(8, 3, 16, 16)
+    dropping.eval(), keeping.eval()
+    assert torch.allclose(dropping(images), keeping(images)), "eval: every branch counts, unscaled"
+    assert torch.equal(dropping(images), dropping(images))
+    dropping.train(), keeping.train()
+    assert torch.allclose(keeping(images), keeping(images))
+    assert not torch.allclose(dropping(images), dropping(images)), "training: branches are dropped at random"
 
 
 def test_report_cnn_is_the_report_architecture():
