@@ -576,6 +576,18 @@ def test_averaged_metrics_are_logged_beside_the_plain_ones(tmp_path):
     assert set(validated_plain) == {"val/loss", "val/acc"}, "validation averages only with tta_val"
 
 
+def test_the_resnet_and_the_70_percent_preset_compose(tmp_path):
+    module = build(compose_config(["task=food", "model=food_resnet"], tmp_path).model)
+    assert isinstance(module.net, FoodResNet) and not module.tta
+    assert len(module.net.blocks) == 8 and module.net.blocks[-1].drop_path.p == pytest.approx(0.1)
+    cfg = compose_config(["experiment=food_70"], tmp_path)
+    preset = build(cfg.model)
+    assert isinstance(preset.net, FoodResNet) and preset.tta_flip and preset.tta_crop is None
+    assert cfg.data.image_size == 48 and preset.mix_prob == 1.0 and preset.label_smoothing == 0.1
+    default = build(compose_config(["task=food"], tmp_path).model)
+    assert isinstance(default.net, FoodCNN) and not default.tta, "the default stays without averaging"
+
+
 # --- real data -------------------------------------------------------------------------------------
 
 
