@@ -28,8 +28,9 @@ class FoodModel(Protocol):
     class_names: list[str]
     device: torch.device
 
-    def predict_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits for normalised images on the module's device, in evaluation mode, without gradients."""
+    def predict_images(self, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
+        """Logits for normalised images on the module's device, in evaluation mode, without gradients;
+        with `tta`, averaged over the module's test-time views."""
         ...
 
     def weight_layers(self) -> list[tuple[str, nn.Module]]:
@@ -218,43 +219,53 @@ class FeatureMaps(L.Callback):
 class TrainAccuracyAtTest(L.Callback):
     """At test time, the training accuracy as the report measured it (the training images without
     augmentation, one extra pass) and the train-test gap, logged with the test metrics as
-    `test/train_acc` and `test/train_test_gap`.
+    `test/train_acc` and `test/train_test_gap`; when the module scores test-time views too, the same with
+    averaged logits as `test/train_acc_tta` and `test/train_test_gap_tta`.
 
     The gap needs the test accuracy, which the module logs after the callbacks' on_test_epoch_end: this
-    callback counts it from the logits test_step returns, over the same test batches.
+    callback counts it from the logits test_step returns ({"logits", "logits_tta"}), over the same batches.
     """
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: FoodModel) -> None:
-        self.correct = torch.zeros((), device=pl_module.device)
+        self.correct: dict[str, torch.Tensor] = {}
         self.total = 0
 
     def on_test_batch_end(
         self,
         trainer: L.Trainer,
         pl_module: FoodModel,
-        outputs: torch.Tensor,
+        outputs: dict[str, torch.Tensor],
         batch: tuple[torch.Tensor, torch.Tensor],
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
         labels = batch[1]
-        self.correct += (outputs.argmax(dim=1) == labels).sum()
+        for key, logits in outputs.items():
+            correct = (logits.argmax(dim=1) == labels).sum()
+            self.correct[key] = self.correct[key] + correct if key in self.correct else correct
         self.total += labels.shape[0]
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: FoodModel) -> None:
         if self.total == 0:
             return
         datamodule: FoodData = trainer.datamodule
-        correct = torch.zeros((), device=pl_module.device)
+        suffixes = {"logits": "", "logits_tta": "_tta"}
+        kinds = [key for key in suffixes if key in self.correct]
+        correct = {key: torch.zeros((), device=pl_module.device) for key in kinds}
         total = 0
         for images, labels in datamodule.batches("train"):
             images, labels = images.to(pl_module.device), labels.to(pl_module.device)
-            predictions = pl_module.predict_images(datamodule.prepare(images, training=False)).argmax(dim=1)
-            correct += (predictions == labels).sum()
+            inputs = datamodule.prepare(images, training=False)
+            for key in kinds:
+                predictions = pl_module.predict_images(inputs, tta=key == "logits_tta").argmax(dim=1)
+                correct[key] += (predictions == labels).sum()
             total += labels.shape[0]
-        train_acc = correct / max(total, 1)
-        pl_module.log("test/train_acc", train_acc, sync_dist=True)
-        pl_module.log("test/train_test_gap", train_acc - self.correct / self.total, sync_dist=True)
+        for key in kinds:
+            train_acc = correct[key] / max(total, 1)
+            suffix = suffixes[key]
+            pl_module.log(f"test/train_acc{suffix}", train_acc, sync_dist=True)
+            gap = train_acc - self.correct[key] / self.total
+            pl_module.log(f"test/train_test_gap{suffix}", gap, sync_dist=True)
 
 
 def _conv_linear_weights(checkpoint: Path) -> np.ndarray:

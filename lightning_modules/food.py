@@ -1,10 +1,14 @@
-"""Food image classifiers: the course report's small CNN and a stronger from-scratch CNN, with L2.
+"""Food image classifiers: the course report's small CNN, a stronger from-scratch CNN and a small ResNet,
+with L2, and test-time averaging over flips and crops.
 
 L2 regularisation adds ½·λ·Σ‖w‖² over the weights `hw2lab.training.decayed_parameters` picks (here: every
 conv kernel and linear matrix; not biases or BatchNorm) to the objective. `l2_mode` says where it enters:
 - `optimizer`: Adam's `weight_decay=λ` on those weights (Adam adds λ·w to their gradient: coupled L2);
 - `loss`: the term itself is added to the training loss, and autograd yields the same λ·w.
 Both give the same updates; `train/l2` logs the penalty's value either way, so its effect shows.
+
+Test-time averaging (`tta_flip`, `tta_crop`) averages the logits over several views of each evaluation image
+and logs them beside the plain ones (`test/acc_tta` beside `test/acc`), so one run measures both.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import StochasticDepth
 
 from hw2lab.errors import check
 from hw2lab.training import TaskModule, decayed_parameters, eval_mode
@@ -89,6 +94,83 @@ class FoodCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+def conv3x3_bn(in_channels: int, out_channels: int, stride: int = 1) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+    ]
+
+
+class ResidualBlock(nn.Module):
+    """ResNet's basic block: relu(shortcut(x) + branch(x)), the branch two conv3-BN (ReLU between), the
+    shortcut a 1×1 conv-BN where the shape changes. Stochastic depth drops the branch for a random share
+    `drop_path` of the samples in training (scaling the kept ones by 1 / (1 - drop_path)); in eval mode
+    the branch always counts, unscaled."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.branch = nn.Sequential(
+            *conv3x3_bn(in_channels, out_channels, stride),
+            nn.ReLU(inplace=True),
+            *conv3x3_bn(out_channels, out_channels),
+        )
+        # The branch starts at zero (its last BN scale 0): each block begins as the identity.
+        nn.init.zeros_(self.branch[-1].weight)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+        self.drop_path = StochasticDepth(drop_path, mode="row")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.shortcut(x) + self.drop_path(self.branch(x)))
+
+
+class FoodResNet(nn.Module):
+    """A small ResNet from scratch: a conv3-BN-ReLU stem (optionally max-pooled to half size), stages of
+    residual blocks (`widths`, `blocks_per_stage` each; every stage after the first halves the size),
+    global average pooling, dropout, linear. Stochastic depth grows linearly over the blocks, from
+    drop_path / n at the first to `drop_path` at the last (Huang et al. 2016)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        widths: Sequence[int] = (32, 64, 128, 256),
+        blocks_per_stage: int = 1,
+        stem_pool: bool = True,
+        drop_path: float = 0.0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check(
+            len(widths) >= 1 and blocks_per_stage >= 1, "model.net needs >= 1 stage and >= 1 block per stage"
+        )
+        check(0 <= drop_path < 1, f"model.net.drop_path must be in [0, 1), got {drop_path}")
+        check(0 <= dropout < 1, f"model.net.dropout must be in [0, 1), got {dropout}")
+        stem: list[nn.Module] = [*conv3x3_bn(3, widths[0]), nn.ReLU(inplace=True)]
+        if stem_pool:
+            stem.append(nn.MaxPool2d(2))
+        self.stem = nn.Sequential(*stem)
+        count = len(widths) * blocks_per_stage
+        blocks: list[nn.Module] = []
+        in_channels = widths[0]
+        for stage, width in enumerate(widths):
+            for index in range(blocks_per_stage):
+                stride = 2 if stage > 0 and index == 0 else 1
+                rate = drop_path * (len(blocks) + 1) / count
+                blocks.append(ResidualBlock(in_channels, width, stride, rate))
+                in_channels = width
+        self.blocks = nn.Sequential(*blocks)
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_channels, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.blocks(self.stem(x)))
+
+
 def l2_penalty(net: nn.Module, weight_decay: float) -> torch.Tensor:
     """½·λ·Σ‖w‖² over the decayed weights (conv kernels and linear matrices here), whose gradient λ·w is
     what Adam's weight_decay adds."""
@@ -119,12 +201,40 @@ def mix_batch(images: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.T
     return mixed, partners, 1 - cut_h * cut_w / (height * width)
 
 
+def tta_views(images: torch.Tensor, flip: bool, crop: float | None) -> list[torch.Tensor]:
+    """The views test-time averaging scores: the image; with `crop`, its 4 corner crops and centre crop
+    of side `crop` × the image's, each resized back (bilinear); with `flip`, the mirror of each of these."""
+    views = [images]
+    if crop is not None:
+        height, width = images.shape[-2:]
+        side_h, side_w = max(1, round(crop * height)), max(1, round(crop * width))
+        tops, lefts = (0, height - side_h, (height - side_h) // 2), (0, width - side_w, (width - side_w) // 2)
+        corners = [(tops[i], lefts[j]) for i in (0, 1) for j in (0, 1)] + [(tops[2], lefts[2])]
+        for top, left in corners:
+            patch = images[..., top : top + side_h, left : left + side_w]
+            views.append(F.interpolate(patch, size=(height, width), mode="bilinear", align_corners=False))
+    if flip:
+        views += [view.flip(-1) for view in views]
+    return views
+
+
+def averaged_logits(net: nn.Module, images: torch.Tensor, flip: bool, crop: float | None) -> torch.Tensor:
+    """The mean of the net's logits over `tta_views` (all views in one forward pass)."""
+    views = tta_views(images, flip, crop)
+    logits = net(torch.cat(views))
+    return logits.view(len(views), images.shape[0], *logits.shape[1:]).mean(dim=0)
+
+
 class FoodClassifier(TaskModule):
     """Cross-entropy training of a food CNN; logs loss (plain cross-entropy), acc and the L2 penalty per
     epoch. (The un-augmented training accuracy at test time is callbacks.food.TrainAccuracyAtTest's.)
 
     `optimizer` is a partial without weight_decay: the L2 strength is `weight_decay`, which goes to the
     optimiser (decayed parameter group only) when `l2_mode` is "optimizer" and into the loss when "loss".
+
+    Test-time averaging: with `tta_flip` and/or `tta_crop` (the side fraction of 5 crops), the test step
+    also scores the logits averaged over those views (`averaged_logits`) as `test/loss_tta`, `test/acc_tta`;
+    `tta_val` does the same for validation (`val/acc_tta`). The plain metrics are computed as without it.
     """
 
     def __init__(
@@ -139,6 +249,9 @@ class FoodClassifier(TaskModule):
         label_smoothing: float = 0.0,
         mix_prob: float = 0.0,
         mix_alpha: float = 1.0,
+        tta_flip: bool = False,
+        tta_crop: float | None = None,
+        tta_val: bool = False,
     ) -> None:
         check(weight_decay >= 0, f"model.weight_decay must be >= 0, got {weight_decay}")
         check(l2_mode in L2_MODES, f"l2_mode must be one of {L2_MODES}, got {l2_mode!r}")
@@ -149,6 +262,13 @@ class FoodClassifier(TaskModule):
         check(0 <= label_smoothing < 1, f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         check(0 <= mix_prob <= 1, f"model.mix_prob must be in [0, 1], got {mix_prob}")
         check(mix_alpha > 0, f"model.mix_alpha must be > 0, got {mix_alpha}")
+        check(
+            tta_crop is None or 0 < tta_crop < 1, f"model.tta_crop must be null or in (0, 1), got {tta_crop}"
+        )
+        check(
+            not tta_val or tta_flip or tta_crop is not None,
+            "model.tta_val needs test-time views: set model.tta_flip=true and/or model.tta_crop",
+        )
         optimizer_decay = float(weight_decay) if l2_mode == "optimizer" else 0.0
         if callable(optimizer):
             optimizer = functools.partial(optimizer, weight_decay=optimizer_decay)
@@ -162,6 +282,9 @@ class FoodClassifier(TaskModule):
         self.l2_mode = l2_mode
         self.label_smoothing = float(label_smoothing)
         self.mix_prob, self.mix_alpha = float(mix_prob), float(mix_alpha)
+        self.tta_flip, self.tta_crop = bool(tta_flip), None if tta_crop is None else float(tta_crop)
+        self.tta = self.tta_flip or self.tta_crop is not None
+        self.tta_val = bool(tta_val)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -173,14 +296,27 @@ class FoodClassifier(TaskModule):
             loss = loss + l2_penalty(self.net, self.weight_decay)
         return loss
 
-    def _add_batch(self, stage: str, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    def tta_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits averaged over the test-time views (the plain logits when none is configured)."""
+        return averaged_logits(self.net, images, self.tta_flip, self.tta_crop)
+
+    def _add_batch(
+        self,
+        stage: str,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        tta_logits: torch.Tensor | None = None,
+    ) -> None:
+        """Plain cross-entropy and accuracy of the batch, and of the averaged logits as `*_tta` if given."""
         logits = logits.detach().float()
-        self.accumulate(
-            stage,
-            labels.shape[0],
-            loss=F.cross_entropy(logits, labels),
-            acc=(logits.argmax(dim=1) == labels).float().mean(),
+        values = dict(
+            loss=F.cross_entropy(logits, labels), acc=(logits.argmax(dim=1) == labels).float().mean()
         )
+        if tta_logits is not None:
+            tta_logits = tta_logits.detach().float()
+            values["loss_tta"] = F.cross_entropy(tta_logits, labels)
+            values["acc_tta"] = (tta_logits.argmax(dim=1) == labels).float().mean()
+        self.accumulate(stage, labels.shape[0], **values)
 
     def training_forward(
         self, images: torch.Tensor, labels: torch.Tensor
@@ -202,24 +338,30 @@ class FoodClassifier(TaskModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
-        self._add_batch("val", self.net(images), labels)
+        tta_logits = self.tta_logits(images) if self.tta_val else None
+        self._add_batch("val", self.net(images), labels, tta_logits)
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Returns the batch's logits (callbacks see them in on_test_batch_end)."""
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Returns the batch's logits, and the averaged ones with test-time views, as {"logits",
+        "logits_tta"} (callbacks see them in on_test_batch_end)."""
         images, labels = batch
         logits = self.net(images)
-        self._add_batch("test", logits, labels)
-        return logits.detach()
+        outputs = {"logits": logits.detach()}
+        if self.tta:
+            outputs["logits_tta"] = self.tta_logits(images).detach()
+        self._add_batch("test", logits, labels, outputs.get("logits_tta"))
+        return outputs
 
     def on_train_epoch_end(self) -> None:
         with torch.no_grad():
             self.log_epoch("train", l2=l2_penalty(self.net, self.weight_decay).detach())
 
     # -- what the figure callbacks use (callbacks.food.FoodModel)
-    def predict_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits for normalised images on the module's device, in evaluation mode."""
+    def predict_images(self, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
+        """Logits for normalised images on the module's device, in evaluation mode; averaged over the
+        test-time views with `tta`."""
         with eval_mode(self):
-            return self.net(images).float()
+            return (self.tta_logits(images) if tta else self.net(images)).float()
 
     def weight_layers(self) -> list[tuple[str, nn.Module]]:
         """The net's conv and linear layers by name (as in the net's state dict), in network order."""

@@ -28,7 +28,16 @@ from datamodules.food import (
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import build
 from hw2lab.training import decayed_parameters
-from lightning_modules.food import FoodClassifier, FoodCNN, ReportCNN, l2_penalty, mix_batch
+from lightning_modules.food import (
+    FoodClassifier,
+    FoodCNN,
+    FoodResNet,
+    ReportCNN,
+    averaged_logits,
+    l2_penalty,
+    mix_batch,
+    tta_views,
+)
 
 FOOD11_CLASSES = [
     "Bread",
@@ -286,11 +295,84 @@ def test_mixup_and_cutmix_keep_the_larger_share_and_its_area():
     assert seen == {"mixup", "cutmix"}
 
 
+def test_label_smoothing_composes_with_the_mixed_targets():
+    """On a mixed batch the loss is the cross-entropy against the smoothed mix of the two one-hot targets,
+    (1 - ε)·(λ·y + (1 - λ)·y') + ε/K: smoothing is linear in the target, so weighting the two smoothed
+    losses by the share is the same."""
+    smoothing, classes = 0.2, len(FOLDER_CLASSES)
+    module = FoodClassifier(
+        FoodCNN(num_classes=classes, widths=[4, 8], dropout=0.0),
+        FOLDER_CLASSES,
+        adam(),
+        label_smoothing=smoothing,
+        mix_prob=1.0,
+    )
+    images, labels = torch.randn(6, 3, 16, 16), torch.tensor([0, 1, 2, 0, 1, 2])
+    for seed in range(4):  # both Mixup and CutMix draws
+        torch.manual_seed(seed)
+        logits, loss = module.training_forward(images, labels)
+        torch.manual_seed(seed)
+        torch.rand(())  # the draw that decides to mix
+        _, partners, share = mix_batch(images, module.mix_alpha)
+        mixed = share * F.one_hot(labels, classes) + (1 - share) * F.one_hot(labels[partners], classes)
+        target = (1 - smoothing) * mixed + smoothing / classes
+        expected = -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        assert torch.allclose(loss, expected, atol=1e-6)
+        unsmoothed = -(mixed * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        assert not torch.allclose(loss, unsmoothed, atol=1e-4), "the smoothing is in the loss"
+
+
+# --- networks ----------------------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize(
-    "net", [ReportCNN(num_classes=11, image_size=32), FoodCNN(num_classes=11, widths=[8, 16])]
+    "net",
+    [
+        ReportCNN(num_classes=11, image_size=32),
+        FoodCNN(num_classes=11, widths=[8, 16]),
+        FoodResNet(num_classes=11, widths=[8, 16, 32], blocks_per_stage=2, drop_path=0.2),
+        FoodResNet(num_classes=11, widths=[8, 16], stem_pool=False),
+    ],
+    ids=["report", "cnn", "resnet", "resnet_no_pool"],
 )
 def test_networks_give_one_logit_per_class(net):
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 11)
+
+
+@pytest.mark.parametrize("size", [48, 64])
+def test_resnet_stages_halve_the_size_and_any_input_size_works(size):
+    net = FoodResNet(num_classes=10, widths=[8, 16, 32, 64], blocks_per_stage=2)
+    assert net(torch.randn(2, 3, size, size)).shape == (2, 10)
+    shapes = []
+    hooks = [
+        block.register_forward_hook(lambda _m, _i, out: shapes.append(out.shape[1:])) for block in net.blocks
+    ]
+    net(torch.randn(1, 3, size, size))
+    for hook in hooks:
+        hook.remove()
+    half = size // 2  # after the stem's max-pooling
+    assert shapes == [
+        (w, half // 2**stage, half // 2**stage) for stage, w in enumerate([8, 16, 32, 64]) for _ in "ab"
+    ]
+
+
+def test_stochastic_depth_rises_over_the_blocks_and_is_off_in_eval():
+    torch.manual_seed(0)
+    dropping = FoodResNet(num_classes=3, widths=[4, 8], blocks_per_stage=2, drop_path=0.5)
+    rates = [block.drop_path.p for block in dropping.blocks]
+    assert rates == pytest.approx([0.125, 0.25, 0.375, 0.5])
+    for module in dropping.modules():  # branches start at zero (last BN scale 0): give them weight
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(module.weight)
+    keeping = FoodResNet(num_classes=3, widths=[4, 8], blocks_per_stage=2, drop_path=0.0)
+    keeping.load_state_dict(dropping.state_dict())
+    images = torch.randn(8, 3, 16, 16)
+    dropping.eval(), keeping.eval()
+    assert torch.allclose(dropping(images), keeping(images)), "eval: every branch counts, unscaled"
+    assert torch.equal(dropping(images), dropping(images))
+    dropping.train(), keeping.train()
+    assert torch.allclose(keeping(images), keeping(images))
+    assert not torch.allclose(dropping(images), dropping(images)), "training: branches are dropped at random"
 
 
 def test_report_cnn_is_the_report_architecture():
@@ -412,6 +494,98 @@ def test_training_accuracy_at_test_time_is_a_callback(tmp_path):
     without = quiet_trainer()
     (plain,) = without.test(module, datamodule=datamodule, verbose=False)
     assert set(plain) == {"test/loss", "test/acc"}, "the module alone makes no extra pass"
+
+
+# --- test-time averaging -----------------------------------------------------------------------------
+
+
+class MirrorInvariant(torch.nn.Module):
+    """A net that gives the same logits for an image and its mirror, by construction."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.inner = FoodCNN(num_classes=classes, widths=[4, 8], dropout=0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) + self.inner(x.flip(-1))
+
+
+def test_flip_averaging_is_the_mean_of_the_two_passes():
+    torch.manual_seed(0)
+    images = torch.randn(5, 3, 16, 16)
+    invariant = MirrorInvariant(3).eval()
+    assert torch.allclose(
+        averaged_logits(invariant, images, flip=True, crop=None), invariant(images), atol=1e-6
+    )
+    net = FoodCNN(num_classes=3, widths=[4, 8]).eval()
+    module = FoodClassifier(net, FOLDER_CLASSES, adam(), tta_flip=True)
+    plain, mirrored = net(images), net(images.flip(-1))
+    assert not torch.allclose(plain, mirrored, atol=1e-4), "a general net sees the mirror differently"
+    assert torch.allclose(module.predict_images(images, tta=True), (plain + mirrored) / 2, atol=1e-6)
+    assert torch.allclose(module.predict_images(images), plain)
+
+
+def test_crop_views_are_the_corners_and_centre_resized_back():
+    quadrants = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).repeat_interleave(4, 0).repeat_interleave(4, 1)
+    images = quadrants.expand(2, 3, 8, 8)
+    views = tta_views(images, flip=False, crop=0.5)
+    assert len(views) == 6 and torch.equal(views[0], images)
+    for view, value in zip(views[1:5], [1.0, 2.0, 3.0, 4.0], strict=True):  # TL, TR, BL, BR
+        assert view.shape == images.shape and torch.allclose(view, torch.full_like(view, value))
+    assert torch.allclose(views[5], F.interpolate(images[..., 2:6, 2:6], size=(8, 8), mode="bilinear"))
+    mirrored = tta_views(images, flip=True, crop=0.5)
+    assert len(mirrored) == 12 and all(torch.equal(m, v.flip(-1)) for m, v in zip(mirrored[6:], views))
+    with pytest.raises(HW2LabError, match="tta_crop"):
+        FoodClassifier(FoodCNN(num_classes=3, widths=[4]), FOLDER_CLASSES, adam(), tta_crop=1.5)
+    with pytest.raises(HW2LabError, match="tta_val"):
+        FoodClassifier(FoodCNN(num_classes=3, widths=[4]), FOLDER_CLASSES, adam(), tta_val=True)
+
+
+def test_averaged_metrics_are_logged_beside_the_plain_ones(tmp_path):
+    """One test run gives test/acc (as without averaging) and test/acc_tta (the averaged logits), and the
+    training accuracy and gap of each."""
+    make_food11(tmp_path / "food11", {"training": 2, "validation": 1, "evaluation": 2}, classes=3)
+    datamodule = food11_module(tmp_path, class_names=FOOD11_CLASSES[:3], batch_size=4)
+    torch.manual_seed(0)
+    net = FoodCNN(num_classes=3, widths=[4, 8])
+    averaged = FoodClassifier(net, FOOD11_CLASSES[:3], adam(), tta_flip=True, tta_crop=0.75, tta_val=True)
+    (metrics,) = quiet_trainer(callbacks=[TrainAccuracyAtTest()]).test(
+        averaged, datamodule=datamodule, verbose=False
+    )
+    plain = FoodClassifier(net, FOOD11_CLASSES[:3], adam())
+    (without,) = quiet_trainer(callbacks=[TrainAccuracyAtTest()]).test(
+        plain, datamodule=datamodule, verbose=False
+    )
+    assert set(metrics) == set(without) | {f"{name}_tta" for name in without}
+    assert all(metrics[name] == pytest.approx(value) for name, value in without.items()), "plain unchanged"
+    for split, prefix in (("test", "test/"), ("train", "test/train_")):
+        inputs = datamodule.prepare(datamodule.images[split], training=False)
+        logits = averaged.predict_images(inputs, tta=True)
+        accuracy = (logits.argmax(dim=1) == datamodule.labels[split]).float().mean().item()
+        assert metrics[f"{prefix}acc_tta"] == pytest.approx(accuracy)
+    inputs = datamodule.prepare(datamodule.images["test"], training=False)
+    loss = F.cross_entropy(averaged.predict_images(inputs, tta=True), datamodule.labels["test"])
+    assert metrics["test/loss_tta"] == pytest.approx(loss.item(), rel=1e-5)
+    gap = metrics["test/train_acc_tta"] - metrics["test/acc_tta"]
+    assert metrics["test/train_test_gap_tta"] == pytest.approx(gap)
+    (validated,) = quiet_trainer().validate(averaged, datamodule=datamodule, verbose=False)
+    assert set(validated) == {"val/loss", "val/acc", "val/loss_tta", "val/acc_tta"}
+    (validated_plain,) = quiet_trainer().validate(
+        FoodClassifier(net, FOOD11_CLASSES[:3], adam(), tta_flip=True), datamodule=datamodule, verbose=False
+    )
+    assert set(validated_plain) == {"val/loss", "val/acc"}, "validation averages only with tta_val"
+
+
+def test_the_resnet_and_the_70_percent_preset_compose(tmp_path):
+    module = build(compose_config(["task=food", "model=food_resnet"], tmp_path).model)
+    assert isinstance(module.net, FoodResNet) and not module.tta
+    assert len(module.net.blocks) == 8 and module.net.blocks[-1].drop_path.p == pytest.approx(0.1)
+    cfg = compose_config(["experiment=food_70"], tmp_path)
+    preset = build(cfg.model)
+    assert isinstance(preset.net, FoodResNet) and preset.tta_flip and preset.tta_crop is None
+    assert cfg.data.image_size == 48 and preset.mix_prob == 1.0 and preset.label_smoothing == 0.1
+    default = build(compose_config(["task=food"], tmp_path).model)
+    assert isinstance(default.net, FoodCNN) and not default.tta, "the default stays without averaging"
 
 
 # --- real data -------------------------------------------------------------------------------------
