@@ -71,11 +71,13 @@ class KagglePredictions(L.Callback):
                 len(predictions),
                 len(ids),
             )
+        # The batches may come in another order than the split's (the sub-word data sorts them by length).
+        rows = datamodule.in_split_order("test", predictions)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         with open(self.output_dir / "predictions.csv", "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["id", "category"])
-            writer.writerows((id_, datamodule.classes[p]) for id_, p in zip(ids, predictions))
+            writer.writerows((ids[row], datamodule.classes[p]) for row, p in rows)
         matrix = pl_module.test_confusion_matrix()
         accuracy = np.trace(matrix) / max(matrix.sum(), 1)
         title = f"test confusion matrix (accuracy {accuracy:.3f}, n={int(matrix.sum())})"
@@ -110,14 +112,16 @@ class KaggleSubmission(L.Callback):
                 batch = tuple(t.to(pl_module.device) for t in batch)
                 predictions.append(pl_module.predict_step(batch, index).cpu())
         classes = datamodule.classes
-        answers = [classes[p] for p in torch.cat(predictions).tolist()]
+        # In the file's order (the sub-word data serves its rows sorted by length).
+        rows = datamodule.in_split_order("predict", torch.cat(predictions).tolist(), whole=True)
         ids = datamodule.ids("predict")
+        answers = [classes[p] for _, p in rows]
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / self.file_name
         with open(path, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(self.columns)
-            writer.writerows(zip(ids, answers))
+            writer.writerows((ids[row], answer) for (row, _), answer in zip(rows, answers))
         empty = datamodule.run_notes.get("predict", {})
         counts = {name: answers.count(name) for name in classes}
         self.run_notes = {"submission": {"file": self.file_name, "rows": len(answers), "predicted": counts}}

@@ -1,12 +1,13 @@
 """News articles in 5 classes (BBC News): what the word and the sub-word data modules share.
 
 `NewsDataModule` reads the articles (`datamodules.news_articles`), splits them leak-free into train/val/test
-or K folds (`datamodules.news_splits`), reads and reads the unlabelled file to predict. The whole set is a few MB, so every split is encoded once into
+or K folds (`datamodules.news_splits`), reads the unlabelled file to predict, and says in which order the
+predictions of an evaluation pass come back. The whole set is a few MB, so every split is encoded once into
 in-memory tensors; how is the subclass's business:
 - `WordNewsDataModule` (`datamodules.news_words`, the LSTM and EmbeddingBag): nltk tokens, a vocabulary
   built on the training split; batches of (token ids, lengths, labels);
 - `SubwordNewsDataModule` (`datamodules.news_subword`, a pretrained Transformer): the encoder's own
-  tokenizer; batches of (input ids, attention mask, labels).
+  tokenizer; batches of (input ids, attention mask, labels), each padded to its own longest text.
 """
 
 from __future__ import annotations
@@ -167,8 +168,37 @@ class NewsDataModule(InMemoryDataModule, ABC):
             return torch.full((len(self.articles[split]),), -1, dtype=torch.long)
         return torch.tensor(self._labels(split), dtype=torch.long)
 
+    # -- batches, and the order their predictions come in
+    def make_batches(self, split: str, shuffle: bool = False, trainer=None) -> TensorBatches:
+        """Batches of one split, for `trainer`'s process (all of them without one)."""
+        return TensorBatches.for_trainer(
+            trainer, *self.split_tensors[split], batch_size=self.batch_size, shuffle=shuffle, seed=self.seed
+        )
+
+    def batches(self, split: str, shuffle: bool = False) -> TensorBatches:
+        return self.make_batches(split, shuffle, self.trainer)
+
+    def evaluation_order(self, split: str, whole: bool = False) -> torch.Tensor:
+        """The article (index into `articles[split]`) of each example an evaluation pass over `split`
+        yields, in order: this process's share of `batches(split)`, or with `whole` all of
+        `make_batches(split)` (as `predict_batches`). In the split's order, each DDP rank taking every
+        world-size-th article (as TensorBatches)."""
+        trainer = None if whole else self.trainer
+        rank, replicas = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return torch.arange(len(self.articles[split]))[rank::replicas]
+
+    def in_split_order(
+        self, split: str, predictions: list[int], whole: bool = False
+    ) -> list[tuple[int, int]]:
+        """(article index, prediction) pairs sorted by article: `predictions` are those of an evaluation
+        pass over `split` in the order its batches came (`evaluation_order`), perhaps cut short by a
+        limit on the number of batches."""
+        order = self.evaluation_order(split, whole)[: len(predictions)].tolist()
+        return sorted(zip(order, predictions))
+
     def predict_batches(self) -> TensorBatches:
-        """Every row of the predict split in the file's order, in one process (for writing submission.csv)."""
+        """Every row of the predict split, in one process (for writing submission.csv); their predictions
+        come in the order `evaluation_order("predict", whole=True)`."""
         self.setup()
         check("predict" in self.split_tensors, "nothing to predict: set data.predict_file=<a CSV>")
-        return TensorBatches(*self.split_tensors["predict"], batch_size=self.batch_size)
+        return self.make_batches("predict")

