@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from datamodules.news_articles import TEXT_FIELDS, read_articles, read_news_csv
+from datamodules.news_articles import TEXT_FIELDS, read_articles, read_news_csv, submission_header
 from datamodules.news_splits import group_duplicates, grouped_fold_split, grouped_stratified_split
 from datamodules.tensor_batches import InMemoryDataModule, TensorBatches
 from hw2lab.data_files import require
@@ -43,6 +43,7 @@ class NewsDataModule(InMemoryDataModule, ABC):
         fold: int = 0,
         seed: int = 42,
         predict_file: str | None = None,
+        sample_submission: str | None = None,
     ) -> None:
         super().__init__(batch_size, seed)
         check(text in TEXT_FIELDS, f"data.text must be one of {TEXT_FIELDS}, got {text!r}")
@@ -62,12 +63,18 @@ class NewsDataModule(InMemoryDataModule, ABC):
             folds is not None or fold == 0,
             f"data.fold={fold} needs data.folds=K (K-fold cross-validation); without it the split is data.split",
         )
+        check(
+            sample_submission is None or predict_file is not None,
+            "data.sample_submission needs data.predict_file (the file whose answers it shows)",
+        )
         self.data_dir, self.path, self.text = data_dir, path, text
         self.split, self.folds, self.fold = list(split), folds, fold
-        self.predict_file = predict_file
+        self.predict_file, self.sample_submission = predict_file, sample_submission
         self.classes: list[str] = []
         self.articles: dict[str, list] = {}
         self.run_notes: dict[str, object] = {}
+        # submission.csv's header, known once the file to predict is read.
+        self.submission_columns: list[str] = []
 
     # -- what the model and the callbacks ask
     @property
@@ -149,13 +156,18 @@ class NewsDataModule(InMemoryDataModule, ABC):
             empty < len(rows),
             f"data.predict_file={self.predict_file}: every row has an empty {self.text} (data.text={self.text})",
         )
+        sample = (
+            require(self.data_dir, self.sample_submission, download=False) if self.sample_submission else None
+        )
+        self.submission_columns = submission_header(source, sample, [row.id for row in rows])
         self.articles["predict"] = rows
         self.run_notes["predict"] = {"file": str(source), "rows": len(rows), f"empty_{self.text}": empty}
         log.info(
-            "to predict: %d rows of %s%s",
+            "to predict: %d rows of %s%s; submission.csv's header %s",
             len(rows),
             source,
             f", {empty} with an empty {self.text} (predicted all the same)" if empty else "",
+            ",".join(self.submission_columns),
         )
 
     def splits(self) -> list[str]:

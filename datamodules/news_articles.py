@@ -112,3 +112,30 @@ def read_articles(path: Path) -> list[Article]:
         return read_bbc_folder(path)
     check(path.suffix.lower() == ".csv", f"{path}: expected a BBC folder or a .csv file")
     return read_news_csv(path)
+
+
+def submission_header(predict_file: Path, sample_submission: Path | None, ids: list[str]) -> list[str]:
+    """The header of submission.csv: the sample solution's (`data.sample_submission`, e.g. Kaggle's
+    `ArticleId,Category`) when one is given, else the id column's name in the file to predict (`Id` when
+    it has none) and `Category`. A sample solution whose ids are not those of the file to predict is
+    logged (it may belong to another file)."""
+    if sample_submission is None:
+        return [id_column(csv_header(predict_file)) or "Id", "Category"]
+    header = csv_header(sample_submission)
+    check(
+        len(header) == 2 and all(name.strip() for name in header),
+        f"data.sample_submission={sample_submission}: expected a header of two columns (id, category), "
+        f"got {header}",
+    )
+    with open(sample_submission, newline="", encoding="utf-8", errors="replace") as handle:
+        sample_ids = {row[0] for row in list(csv.reader(handle))[1:] if row}
+    if sample_ids != set(ids):
+        log.warning(
+            "%s lists %d ids, %d of them not in %s (%d rows); its header is used all the same",
+            sample_submission,
+            len(sample_ids),
+            len(sample_ids - set(ids)),
+            predict_file,
+            len(ids),
+        )
+    return header

@@ -112,8 +112,11 @@ class SubwordNewsDataModule(NewsDataModule):
         fold: int = 0,
         seed: int = 42,
         predict_file: str | None = None,
+        sample_submission: str | None = None,
     ) -> None:
-        super().__init__(data_dir, path, text, batch_size, split, folds, fold, seed, predict_file)
+        super().__init__(
+            data_dir, path, text, batch_size, split, folds, fold, seed, predict_file, sample_submission
+        )
         check(
             bool(tokenizer_name),
             "data.tokenizer_name is empty: the sub-word data reads with the tokenizer of "

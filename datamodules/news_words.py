@@ -96,8 +96,11 @@ class WordNewsDataModule(NewsDataModule):
         fold: int = 0,
         seed: int = 42,
         predict_file: str | None = None,
+        sample_submission: str | None = None,
     ) -> None:
-        super().__init__(data_dir, path, text, batch_size, split, folds, fold, seed, predict_file)
+        super().__init__(
+            data_dir, path, text, batch_size, split, folds, fold, seed, predict_file, sample_submission
+        )
         check(min_count >= 1, f"data.min_count must be >= 1, got {min_count}")
         check(max_length >= 1, f"data.max_length must be >= 1, got {max_length}")
         self.pipeline = TextPipeline(tokenizer, remove_stop_words, data_dir=data_dir)  # checks `tokenizer`

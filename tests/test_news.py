@@ -21,7 +21,7 @@ from hydra.errors import ConfigCompositionException
 
 from callbacks.news import AttentionMaps, KagglePredictions, KaggleSubmission
 from datamodules.news import NewsDataModule
-from datamodules.news_articles import read_articles, read_news_csv
+from datamodules.news_articles import read_articles, read_news_csv, submission_header
 from datamodules.news_splits import group_duplicates, grouped_fold_split, grouped_stratified_split
 from datamodules.news_subword import LengthBucketedBatches, SubwordNewsDataModule, load_hf_tokenizer
 from datamodules.news_text import TextPipeline, english_stop_words, make_tokenizer
@@ -259,6 +259,76 @@ def test_kaggle_submission_end_to_end(kaggle_files: Path, tmp_path: Path, monkey
     assert notes["predict"]["empty_title"] == 1 and notes["submission"]["rows"] == 8
     assert sum(notes["submission"]["predicted"].values()) == 8
     assert result["best_checkpoint"] and (run_dir / "predictions.csv").is_file()
+
+
+@pytest.fixture
+def kaggle_shipped(data_dir: Path) -> Path:
+    """The public "BBC News Classification" files as Kaggle ships them, tiny, under data_dir/bbc_kaggle: train
+    `ArticleId,Text,Category` (the article lower-cased, headline first), test `ArticleId,Text` and the sample
+    solution `ArticleId,Category`."""
+    folder = data_dir / "bbc_kaggle"
+    folder.mkdir()
+    with open(folder / "BBC News Train.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ArticleId", "Text", "Category"])
+        for number, category in enumerate(c for c in CATEGORY_WORDS for _ in range(8)):
+            writer.writerow(
+                [1800 + number, " ".join(article_text(category, number).split()).lower(), category]
+            )
+    test_ids = ["1018", "1319", "1138", "459", "1020"]
+    with open(folder / "BBC News Test.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ArticleId", "Text"])
+        for id_, category in zip(test_ids, CATEGORY_WORDS):
+            writer.writerow([id_, " ".join(article_text(category, 3).split()).lower()])
+    with open(folder / "BBC News Sample Solution.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ArticleId", "Category"])
+        writer.writerows([id_, category] for id_, category in zip(test_ids, CATEGORY_WORDS))
+    return folder
+
+
+@pytest.mark.parametrize("with_sample", [True, False])
+def test_kaggle_files_as_shipped(kaggle_shipped: Path, tmp_path: Path, monkeypatch, with_sample: bool):
+    """Kaggle's own files train and predict as they are: submission.csv's header is the sample solution's
+    (or, without one, the test file's id column and Category), its rows the test file's, in order."""
+    monkeypatch.setenv("HW2LAB_DATA_DIR", str(kaggle_shipped.parent))
+    run_dir = tmp_path / "run"
+    overrides = [
+        "task=news",
+        "model=bag",
+        "model.embedding.glove_file=glove/tiny.txt",
+        "text=full",
+        "data.path=bbc_kaggle/BBC News Train.csv",
+        "data.predict_file=bbc_kaggle/BBC News Test.csv",
+        "data.split=[0.5,0.25,0.25]",
+        "trainer=debug",
+        "logger=none",
+    ]
+    if with_sample:
+        overrides.append("data.sample_submission=bbc_kaggle/BBC News Sample Solution.csv")
+    result = fit_and_test(compose_config(overrides, run_dir), run_dir)
+    with open(run_dir / "submission.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["ArticleId", "Category"]
+    assert [row[0] for row in rows[1:]] == ["1018", "1319", "1138", "459", "1020"]
+    assert {row[1] for row in rows[1:]} <= set(CATEGORY_WORDS) and result["notes"]["submission"]["rows"] == 5
+
+
+def test_the_submission_header_comes_from_the_sample_solution_else_the_file(tmp_path: Path, data_dir: Path):
+    to_predict = tmp_path / "test.csv"
+    to_predict.write_text("articleID,Text\n7,cup final\n")
+    assert submission_header(to_predict, None, ["7"]) == ["articleID", "Category"]
+    (tmp_path / "no_ids.csv").write_text("Title\ncup final\n")
+    assert submission_header(tmp_path / "no_ids.csv", None, ["1"]) == ["Id", "Category"]
+    sample = tmp_path / "sample.csv"
+    sample.write_text("Article_No,Label\n7,sport\n")
+    assert submission_header(to_predict, sample, ["7"]) == ["Article_No", "Label"]
+    sample.write_text("Id,Category,Score\n7,sport,1\n")
+    with pytest.raises(HW2LabError, match="expected a header of two columns"):
+        submission_header(to_predict, sample, ["7"])
+    with pytest.raises(HW2LabError, match="data.sample_submission needs data.predict_file"):
+        make_datamodule(data_dir, sample_submission="sample.csv")
 
 
 def write_stop_words(base: Path, words: list[str], zipped: bool) -> None:
@@ -703,7 +773,8 @@ def test_windows_cover_the_whole_text_and_the_vote_averages_them(
     windows_per_row = predict_mask[:, :, 0].sum(1).tolist()
     assert windows_per_row[0] > 1 and windows_per_row[1] == 1  # 10 words in windows; the empty text: one
     submission = list(csv.reader(open(tmp_path / "submission.csv")))
-    assert submission[0] == ["Id", "Category"] and [row[0] for row in submission[1:]] == ["a1", "a2"]
+    # No sample solution: the id column keeps the name it has in the file to predict.
+    assert submission[0] == ["id", "Category"] and [row[0] for row in submission[1:]] == ["a1", "a2"]
     assert {row[1] for row in submission[1:]} <= set(CATEGORY_WORDS)
 
 
