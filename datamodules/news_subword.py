@@ -57,8 +57,10 @@ class LengthBucketedBatches(TensorBatches):
     seeded random order (as TensorBatches, from (seed, epoch)) cut into buckets of `bucket_batches`
     batches, each bucket sorted by length and cut into batches, and the batches shuffled: an epoch stays
     random (which texts share a bucket, ties, the order of the batches), and its batches hold like lengths.
-    `bucket_batches=1`: random batches, each cut to its longest. Under DDP each rank takes
-    every world-size-th text of that order, so the ranks' batches at one step have like lengths too.
+    `bucket_batches=1`: TensorBatches' random batches, in its order, each cut to its longest (in one
+    process, the batches of a run before bucketing; dropout, drawn for the padded shape, still differs).
+    Under DDP each rank takes every world-size-th text of that order, so the ranks' batches at one step
+    have like lengths too.
     """
 
     def __init__(self, *tensors: torch.Tensor, bucket_batches: int = 50, **settings) -> None:
@@ -80,6 +82,8 @@ class LengthBucketedBatches(TensorBatches):
         bucket = self.bucket_batches * self.batch_size * self.num_replicas
         order = torch.cat([self._by_length(rows) for rows in order.split(bucket)])
         batches = list(order[self.rank :: self.num_replicas].split(self.batch_size))[: self.num_batches]
+        if self.bucket_batches == 1:  # already in a random order
+            return batches
         return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
     def __iter__(self):

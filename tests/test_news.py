@@ -26,6 +26,7 @@ from datamodules.news_splits import group_duplicates, grouped_fold_split, groupe
 from datamodules.news_subword import LengthBucketedBatches, SubwordNewsDataModule, load_hf_tokenizer
 from datamodules.news_text import TextPipeline, english_stop_words, make_tokenizer
 from datamodules.news_words import Vocabulary, WordNewsDataModule
+from datamodules.tensor_batches import TensorBatches
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import build, fit_and_test
 from hw2lab.pretrained import resolve_pretrained
@@ -809,6 +810,13 @@ def test_length_bucketed_batches_are_random_per_epoch_of_like_lengths_and_each_p
         for _, _, rows in bucketed(lengths, batch_size=8, shuffle=True, seed=3, bucket_batches=1)
     )
     assert not all(low >= high_before for (_, high_before), (low, _) in zip(random_spans, random_spans[1:]))
+    # ... and in one process the very batches of TensorBatches, in its order (the runs before bucketing)
+    ids, mask = bucketed(lengths, batch_size=8).tensors[:2]
+    plain = TensorBatches(ids, mask, torch.arange(203), batch_size=8, shuffle=True, seed=3)
+    assert [sorted(rows.tolist()) for _, _, rows in plain] == [
+        sorted(rows.tolist())
+        for _, _, rows in bucketed(lengths, batch_size=8, shuffle=True, seed=3, bucket_batches=1)
+    ]
 
     in_order = bucketed(lengths, batch_size=8)  # evaluation: longest first, the same every pass
     served = [i for _, _, rows in in_order for i in rows.tolist()]
