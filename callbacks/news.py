@@ -71,11 +71,13 @@ class KagglePredictions(L.Callback):
                 len(predictions),
                 len(ids),
             )
+        # The batches may come in another order than the split's (the sub-word data sorts them by length).
+        rows = datamodule.in_split_order("test", predictions)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         with open(self.output_dir / "predictions.csv", "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["id", "category"])
-            writer.writerows((id_, datamodule.classes[p]) for id_, p in zip(ids, predictions))
+            writer.writerows((ids[row], datamodule.classes[p]) for row, p in rows)
         matrix = pl_module.test_confusion_matrix()
         accuracy = np.trace(matrix) / max(matrix.sum(), 1)
         title = f"test confusion matrix (accuracy {accuracy:.3f}, n={int(matrix.sum())})"
@@ -86,18 +88,15 @@ class KagglePredictions(L.Callback):
 class KaggleSubmission(L.Callback):
     """With `data.predict_file` (an unlabelled CSV: an id column and the text, as Kaggle's test file):
     after testing, which the pipeline does with the best checkpoint's weights, the model predicts every row
-    and the run writes `submission.csv` with the columns `columns` (Kaggle's `Id,Category`), one row per
-    input row in the file's order, the ids as written and the training data's class names. A row with an
-    empty text is predicted like any other; their count is logged and in metrics.json's notes
-    (`predict`, from the data). Nothing happens without `data.predict_file` or when the run does not test
-    (`test=false`)."""
+    and the run writes `submission.csv` under the data's header (`submission_columns`: the sample
+    solution's, `data.sample_submission`, else the file's id column and `Category`), one row per input row in
+    the file's order, the ids as written and the training data's class names. A row with an empty text is
+    predicted like any other; their count is logged and in metrics.json's notes (`predict`, from the data).
+    Nothing happens without `data.predict_file` or when the run does not test (`test=false`)."""
 
-    def __init__(
-        self, output_dir: str, file_name: str = "submission.csv", columns=("Id", "Category")
-    ) -> None:
+    def __init__(self, output_dir: str, file_name: str = "submission.csv") -> None:
         self.output_dir = Path(output_dir)
         self.file_name = file_name
-        self.columns = list(columns)
         self.run_notes: dict[str, object] = {}
 
     def on_test_end(self, trainer: L.Trainer, pl_module: NewsModel) -> None:
@@ -110,14 +109,16 @@ class KaggleSubmission(L.Callback):
                 batch = tuple(t.to(pl_module.device) for t in batch)
                 predictions.append(pl_module.predict_step(batch, index).cpu())
         classes = datamodule.classes
-        answers = [classes[p] for p in torch.cat(predictions).tolist()]
+        # In the file's order (the sub-word data serves its rows sorted by length).
+        rows = datamodule.in_split_order("predict", torch.cat(predictions).tolist(), whole=True)
         ids = datamodule.ids("predict")
+        answers = [classes[p] for _, p in rows]
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / self.file_name
         with open(path, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(self.columns)
-            writer.writerows(zip(ids, answers))
+            writer.writerow(datamodule.submission_columns)
+            writer.writerows((ids[row], answer) for (row, _), answer in zip(rows, answers))
         empty = datamodule.run_notes.get("predict", {})
         counts = {name: answers.count(name) for name in classes}
         self.run_notes = {"submission": {"file": self.file_name, "rows": len(answers), "predicted": counts}}

