@@ -37,7 +37,7 @@ class JobRecord:
     notes: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     label: str = ""
-    # an Optuna trial stopped with its search and queued again as a new trial (hw2lab.optuna_sweeper)
+    # an Optuna trial stopped with its search and queued again as a new trial (hw2lab.tools.optuna_sweeper)
     retried: bool = False
 
     @property

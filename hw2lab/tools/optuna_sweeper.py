@@ -508,7 +508,7 @@ class OptunaSweeper(Sweeper):
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         search = Search(study, storage, distributions, fixed, self.n_trials, self.n_jobs, self.make_sampler)
         search.run(self.launch)
-        from hw2lab.search_report import write_report
+        from hw2lab.tools.search_report import write_report
 
         write_report(study, self.sweep_dir, storage_url=self.storage_url, figures=self.figures)
 
