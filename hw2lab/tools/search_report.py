@@ -23,7 +23,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from hw2lab.errors import HW2LabError
-from hw2lab.tools.optuna_sweeper import NOT_RUN, open_storage, quiet_optuna, shown_url
+from hw2lab.tools.optuna_study import NOT_RUN, open_storage, quiet_optuna, shown_url
 
 log = logging.getLogger("hw2lab")
 
