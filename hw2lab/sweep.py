@@ -4,6 +4,9 @@ Runs as a Hydra callback after every job of a multirun has finished, whatever th
 its metrics.json (also when it failed), so the summary is read from disk, not from the launcher.
 A task adds its own parts through its config: `sweep_comparison` (the comparison figure) and `sweep_sections`
 (extra summary.md sections, e.g. news' pooled cross-validation figures).
+
+What those parts may use is `__all__`: the jobs they are given (`JobRecord`), `metric_order` (how the summary
+orders metric names: test, val, train, then the rest) and `is_number` (a metric value that is a real number).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+
+__all__ = ["JobRecord", "SweepSummary", "collect_jobs", "is_number", "metric_order", "write_summary"]
 
 log = logging.getLogger("hw2lab")
 
@@ -134,10 +139,12 @@ def write_summary(
 
 
 def is_number(value: Any) -> bool:
+    """A metric value that is an int or a float (a bool is not a number here)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def metric_order(key: str) -> tuple[int, str]:
+    """Sort key for metric names: test/ first, then val/, train/ and the rest, each alphabetically."""
     order = {"test": 0, "val": 1, "train": 2}
     return order.get(key.split("/")[0], 3), key
 
