@@ -4,8 +4,6 @@ result where the project keeps them."""
 from __future__ import annotations
 
 import json
-import os
-import platform
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 import hw2lab  # noqa: F401  (registers the resolvers)
+from hw2lab.provenance import machine
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
@@ -29,27 +28,6 @@ def compose_config(overrides: list[str], output_dir: str | Path | None = None) -
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir or Path.cwd() / "outputs" / "composed")
     return cfg
-
-
-def machine() -> dict[str, Any]:
-    """What a measurement ran on: CPU model and count, GPU if any, and the software."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
 
 
 def write_bench_result(name: str, result: dict[str, Any], out: str | Path | None = None) -> Path:

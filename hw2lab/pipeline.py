@@ -26,8 +26,8 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from hw2lab.compose import machine
 from hw2lab.errors import HW2LabError
+from hw2lab.provenance import machine
 
 log = logging.getLogger("hw2lab")
 
