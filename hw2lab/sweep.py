@@ -24,6 +24,8 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from hw2lab.tables import markdown_table
+
 __all__ = ["JobRecord", "SweepSummary", "collect_jobs", "is_number", "metric_order", "write_summary"]
 
 log = logging.getLogger("hw2lab")
@@ -101,19 +103,20 @@ def write_summary(
         writer.writerows(rows)
     md_path = sweep_dir / "summary.md"
     shown = [key for key in metric_keys if key.startswith(("test/", "val/"))] or metric_keys
-    md_header = ["job", "status", "overrides", *shown]
     lines = [
         f"# Sweep summary: {sweep_dir}",
         "",
         f"{sum(job.ok for job in jobs)} of {len(jobs)} jobs finished; every metric is in summary.csv.",
         "",
-        "| " + " | ".join(md_header) + " |",
-        "|" + "---|" * len(md_header),
+        *markdown_table(
+            ["job", "status", "overrides", *shown],
+            (
+                [job.number, f"{job.status} (retried)" if job.retried else job.status, f"`{job.label}`"]
+                + [_format(job.metrics.get(k)) for k in shown]
+                for job in jobs
+            ),
+        ),
     ]
-    for job in jobs:
-        status = f"{job.status} (retried)" if job.retried else job.status
-        cells = [str(job.number), status, f"`{job.label}`"] + [_format(job.metrics.get(k)) for k in shown]
-        lines.append("| " + " | ".join(cells) + " |")
     study = sweep_dir / "optimization_results.yaml"  # written by the Optuna sweeper before this callback
     if study.exists():
         lines += [

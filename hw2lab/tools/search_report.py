@@ -23,6 +23,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from hw2lab.errors import HW2LabError
+from hw2lab.tables import markdown_table
 from hw2lab.tools.optuna_study import NOT_RUN, open_storage, quiet_optuna, shown_url
 
 log = logging.getLogger("hw2lab")
@@ -57,8 +58,7 @@ def trials_table(study: optuna.Study, storage_url: str | None = None) -> list[st
         history = RetryHeartbeatStaleTrialCallback.retry_history(t)
         if history:
             retried_as[history[-1]] = t.number
-    header = ["trial", "state", "value", *names, "duration (s)", "note"]
-    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for t in trials:
         duration = (
             (t.datetime_complete - t.datetime_start).total_seconds()
@@ -73,16 +73,18 @@ def trials_table(study: optuna.Study, storage_url: str | None = None) -> list[st
             note.append(f"retry of trial {RetryHeartbeatStaleTrialCallback.retry_history(t)[-1]}")
         if t.user_attrs.get(NOT_RUN):
             note.append("not run: past n_trials")
-        cells = [
-            str(t.number),
-            t.state.name.lower(),
-            "" if t.value is None else f"{t.value:.6g}",
-            *[_format(t.params.get(name)) for name in names],
-            "" if duration is None else f"{duration:.1f}",
-            "; ".join(note),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+        rows.append(
+            [
+                t.number,
+                t.state.name.lower(),
+                "" if t.value is None else f"{t.value:.6g}",
+                *[_format(t.params.get(name)) for name in names],
+                "" if duration is None else f"{duration:.1f}",
+                "; ".join(note),
+            ]
+        )
+    header = ["trial", "state", "value", *names, "duration (s)", "note"]
+    return [*lines, "", *markdown_table(header, rows)]
 
 
 def write_report(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from hw2lab import tables
 from hw2lab.tools.report.rows import Row, beside_text, course_text
 
 README_BEGIN = "<!-- results:begin (written by `python -m hw2lab.report --readme` from results/) -->"
@@ -44,14 +45,13 @@ def markdown_table(rows: list[Row], with_machine: bool = True) -> list[str]:
     """The rows as a markdown table; without the machine column (README's form) the commands are compact."""
     header = ["task", "figure", "measured", "course report", "beside it (same runs)", "date"]
     header += ["machine", "command"] if with_machine else ["command"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    cells = []
     for row in rows:
         commands = row.commands if with_machine else compact_commands(row.commands)
         command = "<br>".join(f"`{c}`" for c in commands)
-        cells = [row.task, row.label, row.measured, course_text(row), beside_text(row), row.date]
-        cells += [row.machine if row.sources else "", command] if with_machine else [command]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-    return lines
+        cells.append([row.task, row.label, row.measured, course_text(row), beside_text(row), row.date])
+        cells[-1] += [row.machine if row.sources else "", command] if with_machine else [command]
+    return tables.markdown_table(header, cells)
 
 
 def readme_block(rows: list[Row]) -> str:

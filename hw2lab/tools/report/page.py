@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+from hw2lab import tables
 from hw2lab.tools.report.markdown import markdown_table
 from hw2lab.tools.report.rows import Row, beside_text, course_text, machine_text
 
@@ -62,7 +63,7 @@ def write_report(rows: list[Row], benches: list[dict], comparisons: list[Path], 
             '<h2 id="bench">bench</h2><table><tr><th>bench</th><th>result</th><th>date</th>'
             "<th>machine</th><th>command</th></tr>"
         )
-        md += ["## bench", "", "| bench | result | date | machine | command |", "|---|---|---|---|---|"]
+        bench_rows = []
         for bench in benches:
             result = json.dumps(bench.get("result", {}), sort_keys=True)[:300]
             cells = [
@@ -73,8 +74,13 @@ def write_report(rows: list[Row], benches: list[dict], comparisons: list[Path], 
                 bench.get("command", ""),
             ]
             body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-            md.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+            bench_rows.append(cells)
         body.append("</table>")
+        md += [
+            "## bench",
+            "",
+            *tables.markdown_table(["bench", "result", "date", "machine", "command"], bench_rows),
+        ]
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>hw2lab report</title>'
         f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
