@@ -12,11 +12,10 @@ orders metric names: test, val, train, then the rest) and `is_number` (a metric 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from hw2lab.run_files import RunRecord, read_run
 from hw2lab.tables import markdown_table
 
 __all__ = ["JobRecord", "SweepSummary", "collect_jobs", "is_number", "metric_order", "write_summary"]
@@ -32,24 +32,11 @@ log = logging.getLogger("hw2lab")
 
 
 @dataclass
-class JobRecord:
-    """One job of a sweep as its metrics.json describes it."""
+class JobRecord(RunRecord):
+    """One job of a sweep: its metrics.json (`RunRecord`), its number and what sets it apart from the others."""
 
-    dir: Path
-    number: int
-    status: str
-    overrides: list[str]
-    metrics: dict[str, float] = field(default_factory=dict)
-    hparams: dict[str, Any] = field(default_factory=dict)
-    notes: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
+    number: int = 0
     label: str = ""
-    # an Optuna trial stopped with its search and queued again as a new trial (hw2lab.tools.optuna_sweeper)
-    retried: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
 
     @property
     def failed(self) -> bool:
@@ -60,21 +47,8 @@ def collect_jobs(sweep_dir: Path) -> list[JobRecord]:
     """Read every job's metrics.json below the sweep dir and label each job by what sets it apart."""
     jobs = []
     for path in sorted(sweep_dir.glob("*/metrics.json")):
-        data = json.loads(path.read_text())
         number = int(path.parent.name) if path.parent.name.isdigit() else len(jobs)
-        jobs.append(
-            JobRecord(
-                dir=path.parent,
-                number=number,
-                status=data.get("status", "unknown"),
-                overrides=list(data.get("overrides", [])),
-                metrics=data.get("metrics", {}),
-                hparams=data.get("hparams", {}),
-                notes=data.get("notes", {}),
-                error=data.get("error", ""),
-                retried=bool(data.get("retried", False)),
-            )
-        )
+        jobs.append(JobRecord(**vars(read_run(path)), number=number))
     jobs.sort(key=lambda job: job.number)
     shared = set.intersection(*(set(job.overrides) for job in jobs)) if jobs else set()
     for job in jobs:

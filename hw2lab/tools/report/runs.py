@@ -6,9 +6,10 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from hw2lab.run_files import read_run
 
 # Smoke runs are not results.
 SMOKE_OVERRIDES = re.compile(r"^(trainer=debug|trainer\.limit_\w+=|trainer\.fast_dev_run=)")
@@ -91,22 +92,20 @@ def same_value(value: Any, wanted: Any) -> bool:
 
 
 def run_from_metrics(path: Path) -> Run | None:
-    data = json.loads(path.read_text())
-    if data.get("status") != "ok" or any(SMOKE_OVERRIDES.match(o) for o in data.get("overrides", [])):
+    """A finished, non-smoke run's metrics.json as a Run with its figures; None for any other."""
+    record = read_run(path)
+    if not record.ok or any(SMOKE_OVERRIDES.match(o) for o in record.overrides):
         return None
-    figures = sorted((path.parent / "figures").glob("*.png"))
-    # metrics.json is written when the run ends: its time stands in for a date that older files lack.
-    date = data.get("date") or datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds")
     return Run(
-        task=data.get("task", ""),
-        command=data.get("command") or " ".join(["python run.py", *data.get("overrides", [])]),
-        date=date[:10],
-        machine=data.get("machine") or {},
-        overrides=list(data.get("overrides", [])),
-        metrics=data.get("metrics", {}),
-        hparams=data.get("hparams", {}),
+        task=record.task,
+        command=record.command,
+        date=record.date[:10],
+        machine=record.machine,
+        overrides=record.overrides,
+        metrics=record.metrics,
+        hparams=record.hparams,
         source=str(path),
-        figures=figures,
+        figures=sorted((path.parent / "figures").glob("*.png")),
     )
 
 
