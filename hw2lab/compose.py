@@ -3,7 +3,6 @@ result where the project keeps them."""
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +13,7 @@ from omegaconf import DictConfig, open_dict
 
 import hw2lab  # noqa: F401  (registers the resolvers)
 from hw2lab.provenance import machine
+from hw2lab.run_files import write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
@@ -35,7 +35,6 @@ def write_bench_result(name: str, result: dict[str, Any], out: str | Path | None
     command that produced it, the date and the machine; print where it went."""
     now = datetime.now()
     path = Path(out) if out else BENCH_RESULTS / f"{name}-{now:%Y%m%d-%H%M%S}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "bench": name,
         "command": " ".join(["python", *sys.argv]),
@@ -43,6 +42,6 @@ def write_bench_result(name: str, result: dict[str, Any], out: str | Path | None
         "machine": machine(),
         "result": result,
     }
-    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    write_json(path, record)
     print(f"result written to {path}")
     return path

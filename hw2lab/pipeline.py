@@ -6,7 +6,6 @@ checkpoints/ (last and best), tensorboard/, .hydra/.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -28,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hw2lab.errors import HW2LabError
 from hw2lab.provenance import machine
+from hw2lab.run_files import write_json
 
 log = logging.getLogger("hw2lab")
 
@@ -291,10 +291,6 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
 def one_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text if isinstance(error, HW2LabError) else f"{type(error).__name__}: {text}"
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def _hydra_config():

@@ -54,6 +54,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import Trial, TrialState
 
 from hw2lab.errors import HW2LabError
+from hw2lab.run_files import write_json
 from hw2lab.tools.optuna_study import (
     NOT_RUN,
     counted,
@@ -313,7 +314,7 @@ def mark_retried(job_dir: str | None) -> None:
     try:
         record = json.loads(path.read_text())
         record["retried"] = True
-        path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        write_json(path, record)
     except (OSError, ValueError) as error:
         log.warning("could not mark %s as retried: %s", path, error)
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from hw2lab.run_files import write_json
 from hw2lab.tools.report.runs import run_from_metrics
 
 # Where a run or bench wrote its files on that machine: true there, noise in a record.
@@ -44,7 +45,6 @@ def record(source: Path, records: Path) -> Path:
     if not runs:
         raise SystemExit(f"error: no finished run (metrics.json with status ok) in {source}")
     target = records / runs[0].task / f"{_record_name(source)}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "runs": [
             {
@@ -59,8 +59,7 @@ def record(source: Path, records: Path) -> Path:
             for r in runs
         ],
     }
-    target.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
-    return target
+    return write_json(target, payload, indent=1, sort_keys=True)
 
 
 def _record_name(folder: Path) -> str:
@@ -89,9 +88,7 @@ def record_bench(path: Path, records: Path) -> Path:
         "result": _compact(data["result"]),
     }
     target = records / data["bench"] / f"{path.stem}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
-    return target
+    return write_json(target, payload, indent=1, sort_keys=True)
 
 
 def _compact(value: Any, key: str = "") -> Any:
