@@ -25,7 +25,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from hw2lab.errors import HW2LabError
+from hw2lab.errors import HW2LabError, one_line
 from hw2lab.provenance import machine
 from hw2lab.run_files import write_json
 
@@ -286,11 +286,6 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
         out[prefix[:-1]] = ",".join(map(str, value))
     else:
         out[prefix[:-1]] = value
-
-
-def one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if isinstance(error, HW2LabError) else f"{type(error).__name__}: {text}"
 
 
 def _hydra_config():

@@ -53,7 +53,7 @@ from optuna.distributions import (
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import Trial, TrialState
 
-from hw2lab.errors import HW2LabError
+from hw2lab.errors import HW2LabError, one_line
 from hw2lab.run_files import write_json
 from hw2lab.tools.optuna_study import (
     NOT_RUN,
@@ -426,7 +426,3 @@ def hash_seed(seed: int, number: int) -> int:
     import numpy as np
 
     return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
-
-
-def one_line(error: Any) -> str:
-    return " ".join(f"{type(error).__name__}: {error}".split())
