@@ -20,16 +20,11 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
 from datamodules.charlm import CharTextDataModule  # noqa: E402
 from hw2lab.compose import compose_config, write_bench_result  # noqa: E402

@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
 from callbacks.covid import BASELINES  # noqa: E402
 from hw2lab.compose import compose_config, write_bench_result  # noqa: E402

@@ -38,7 +38,6 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, when run as a script
 from hw2lab.compose import compose_config, write_bench_result  # noqa: E402
 from hw2lab.pipeline import build, fit_and_test  # noqa: E402
 from lightning_modules.news import tfidf_baseline  # noqa: E402

@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
 from sklearn.linear_model import LogisticRegression
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, when run as a script
 from hw2lab.compose import compose_config, write_bench_result  # noqa: E402
 from hw2lab.pipeline import build  # noqa: E402
 from lightning_modules.news import load_pretrained_encoder, masked_mean, tfidf_baseline  # noqa: E402

@@ -29,7 +29,6 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
 from hw2lab.compose import compose_config, write_bench_result  # noqa: E402
 from lightning_modules.vae import EVAL_NOISE_SEED, VAEOutput, vae_loss  # noqa: E402
