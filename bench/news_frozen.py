@@ -28,7 +28,7 @@ import torch
 import transformers
 from sklearn.linear_model import LogisticRegression
 
-from hw2lab.compose import compose_config, write_bench_result  # noqa: E402
+from hw2lab.compose import bench_config, write_bench_result  # noqa: E402
 from hw2lab.pipeline import build  # noqa: E402
 from lightning_modules.news import load_pretrained_encoder, masked_mean, tfidf_baseline  # noqa: E402
 
@@ -85,7 +85,7 @@ def main() -> None:
             f"data.fold={fold}",
             *args.override,
         ]
-        cfg = compose_config(["task=news", "logger=none", *overrides])
+        cfg = bench_config(["task=news", *overrides])
         datamodule = build(cfg.data)
         if encoder is None:
             pretrained = cfg.model.net.encoder.pretrained

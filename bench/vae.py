@@ -26,11 +26,10 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import open_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-from hw2lab.compose import compose_config, write_bench_result  # noqa: E402
+from hw2lab.compose import bench_config, write_bench_result  # noqa: E402
 from lightning_modules.vae import EVAL_NOISE_SEED, VAEOutput, vae_loss  # noqa: E402
 
 
@@ -49,13 +48,6 @@ class TrainStepTimer(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.epoch_seconds.append(self._last - self._start)
-
-
-def compose_run_config(overrides: list[str], output_dir: str):
-    cfg = compose_config(overrides, output_dir)
-    with open_dict(cfg):
-        cfg.trainer.enable_progress_bar = False
-    return cfg
 
 
 def run_lightning(cfg) -> tuple[float, float, int]:
@@ -151,7 +143,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             # Each repeat is its own seed. Evaluation noise comes from its own generator in both, so the
             # training RNG streams are the same and the two -ELBOs should agree to rounding.
-            cfg = compose_run_config(
+            cfg = bench_config(
                 [
                     "task=vae",
                     f"model={args.model}",
@@ -160,6 +152,7 @@ def main() -> None:
                     f"seed={42 + repeat}",
                 ],
                 tmp,
+                logger=True,  # Lightning as run.py builds it
             )
             rate, elbo = run_plain(cfg)
             plain_rates.append(rate)

@@ -1,5 +1,5 @@
-"""Composing the project's Hydra config outside `run.py` (benchmarks, notebooks, tests), and writing a bench
-result where the project keeps them."""
+"""Composing the project's Hydra config outside `run.py` (benchmarks, notebooks, tests), quiet for a bench, and
+writing a bench result where the project keeps them."""
 
 from __future__ import annotations
 
@@ -28,6 +28,20 @@ def compose_config(overrides: list[str], output_dir: str | Path | None = None) -
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir or Path.cwd() / "outputs" / "composed")
     return cfg
+
+
+# What a measurement runs without: the progress bar and the model summary (a terminal's cost, not the
+# training's) and, unless asked for, the logger.
+QUIET = ("logger=none", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false")
+
+
+def bench_config(
+    overrides: list[str], output_dir: str | Path | None = None, logger: bool = False
+) -> DictConfig:
+    """`compose_config` for a bench: the run's config with QUIET first (so `overrides` can undo it), the
+    logger kept with `logger` (a bench timing the pipeline as users run it)."""
+    quiet = [o for o in QUIET if logger is False or not o.startswith("logger=")]
+    return compose_config([*quiet, *overrides], output_dir)
 
 
 def write_bench_result(name: str, result: dict[str, Any], out: str | Path | None = None) -> Path:
