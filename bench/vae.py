@@ -30,24 +30,8 @@ from hydra.utils import instantiate
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 from hw2lab.compose import bench_config, write_bench_result  # noqa: E402
+from hw2lab.step_timer import StepTimer  # noqa: E402
 from lightning_modules.vae import EVAL_NOISE_SEED, VAEOutput, vae_loss  # noqa: E402
-
-
-class TrainStepTimer(L.Callback):
-    """Seconds spent in each epoch's training steps (from epoch start to the last training batch)."""
-
-    def __init__(self) -> None:
-        self.epoch_seconds: list[float] = []
-        self._start = self._last = 0.0
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._start = self._last = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._last = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.epoch_seconds.append(self._last - self._start)
 
 
 def run_lightning(cfg) -> tuple[float, float, int]:
@@ -55,14 +39,14 @@ def run_lightning(cfg) -> tuple[float, float, int]:
     L.seed_everything(cfg.seed, verbose=False)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    timer = TrainStepTimer()
+    timer = StepTimer()  # each epoch's training steps, validation left out
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c and "_target_" in c] + [timer]
     loggers = [instantiate(c) for c in cfg.logger.values() if c and "_target_" in c]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     trainer.fit(model, datamodule=datamodule)
     (result,) = trainer.test(model, datamodule=datamodule, verbose=False)
     images = len(datamodule.images("train"))
-    return images * len(timer.epoch_seconds) / sum(timer.epoch_seconds), result["test/neg_elbo"], images
+    return images * len(timer.epoch_seconds) / timer.seconds, result["test/neg_elbo"], images
 
 
 def run_plain(cfg) -> tuple[float, float]:
