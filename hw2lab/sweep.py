@@ -24,7 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from hw2lab.run_files import RunRecord, read_run
-from hw2lab.tables import markdown_table
+from hw2lab.tables import format_cell, markdown_table
 
 __all__ = ["JobRecord", "SweepSummary", "collect_jobs", "is_number", "metric_order", "write_summary"]
 
@@ -66,7 +66,7 @@ def write_summary(
     header = ["job", "status", "overrides", *metric_keys, "error"]
     rows = [
         [job.number, job.status, " ".join(job.overrides)]
-        + [_format(job.metrics.get(key)) for key in metric_keys]
+        + [format_cell(job.metrics.get(key)) for key in metric_keys]
         + [job.error]
         for job in jobs
     ]
@@ -86,7 +86,7 @@ def write_summary(
             ["job", "status", "overrides", *shown],
             (
                 [job.number, f"{job.status} (retried)" if job.retried else job.status, f"`{job.label}`"]
-                + [_format(job.metrics.get(k)) for k in shown]
+                + [format_cell(job.metrics.get(k)) for k in shown]
                 for job in jobs
             ),
         ),
@@ -124,14 +124,6 @@ def metric_order(key: str) -> tuple[int, str]:
     """Sort key for metric names: test/ first, then val/, train/ and the rest, each alphabetically."""
     order = {"test": 0, "val": 1, "train": 2}
     return order.get(key.split("/")[0], 3), key
-
-
-def _format(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
 
 
 class SweepSummary(Callback):

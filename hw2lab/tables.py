@@ -34,3 +34,12 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list
         disable_numparse=True,
     )
     return text.splitlines()
+
+
+def format_cell(value: Any, digits: int = 6) -> str:
+    """A table cell: empty for None, a float to `digits` significant digits, anything else as its str."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)

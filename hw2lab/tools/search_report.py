@@ -23,7 +23,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from hw2lab.errors import HW2LabError
-from hw2lab.tables import markdown_table
+from hw2lab.tables import format_cell, markdown_table
 from hw2lab.tools.optuna_study import NOT_RUN, open_storage, quiet_optuna, shown_url
 
 log = logging.getLogger("hw2lab")
@@ -78,7 +78,7 @@ def trials_table(study: optuna.Study, storage_url: str | None = None) -> list[st
                 t.number,
                 t.state.name.lower(),
                 "" if t.value is None else f"{t.value:.6g}",
-                *[_format(t.params.get(name)) for name in names],
+                *[format_cell(t.params.get(name), digits=4) for name in names],
                 "" if duration is None else f"{duration:.1f}",
                 "; ".join(note),
             ]
@@ -151,15 +151,7 @@ def _best(study: optuna.Study) -> FrozenTrial | None:
 
 
 def _params(trial: FrozenTrial) -> str:
-    return " ".join(f"{k}={_format(v)}" for k, v in trial.params.items())
-
-
-def _format(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    return " ".join(f"{k}={format_cell(v, digits=4)}" for k, v in trial.params.items())
 
 
 def main(argv: list[str] | None = None) -> int:
