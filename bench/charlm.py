@@ -20,21 +20,17 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from datamodules.charlm import CharTextDataModule  # noqa: E402
-from hw2lab.compose import compose_config, write_bench_result  # noqa: E402
-from hw2lab.training import parameter_groups  # noqa: E402
-from lightning_modules.charlm import CharLMModule, plain_step  # noqa: E402
+from datamodules.charlm import CharTextDataModule
+from hw2lab.compose import compose_config, write_bench_result
+from hw2lab.step_timer import StepTimer
+from hw2lab.training import parameter_groups
+from lightning_modules.charlm import CharLMModule, plain_step
 
 
 def plain_loop(cfg, datamodule: CharTextDataModule, steps: int, warmup: int) -> float:
@@ -55,26 +51,10 @@ def plain_loop(cfg, datamodule: CharTextDataModule, steps: int, warmup: int) -> 
     return chars / (time.perf_counter() - started)
 
 
-class StepTimer(L.Callback):
-    """Times training batches [warmup, warmup + steps) from inside the Trainer."""
-
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.started, self.ended, self.chars = warmup, 0.0, 0.0, 0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if batch_idx == self.warmup:
-            self.started = time.perf_counter()
-        if batch_idx >= self.warmup:
-            self.chars += batch.inputs.numel()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.ended = time.perf_counter()
-
-
 def lightning_loop(cfg, datamodule: CharTextDataModule, steps: int, warmup: int) -> float:
     torch.manual_seed(cfg.seed)
     module: CharLMModule = instantiate(cfg.model)
-    timer = StepTimer(warmup)
+    timer = StepTimer(warmup, count=lambda batch: batch.inputs.numel())  # batches [warmup, warmup + steps)
     trainer = L.Trainer(
         accelerator="cpu",
         max_steps=warmup + steps,
@@ -87,7 +67,7 @@ def lightning_loop(cfg, datamodule: CharTextDataModule, steps: int, warmup: int)
         callbacks=[timer],
     )
     trainer.fit(module, datamodule=datamodule)
-    return timer.chars / (timer.ended - timer.started)
+    return timer.counted / timer.seconds
 
 
 def bpc_after(cfg, datamodule: CharTextDataModule, minutes: float) -> tuple[float, int, float]:

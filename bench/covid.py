@@ -17,37 +17,30 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+from hw2lab.compose import bench_config, write_bench_result
+from hw2lab.pipeline import fit_and_test
+from lightning_modules.covid_baselines import BASELINES
 
-from hw2lab.compose import compose_config, write_bench_result  # noqa: E402
-from hw2lab.pipeline import fit_and_test  # noqa: E402
-from lightning_modules.covid_baselines import BASELINES  # noqa: E402
-
-QUIET = [
-    "logger=none",
+FIGURES_OFF = [
     "~callbacks.correlation_heatmap",
     "~callbacks.world_map",
     "~callbacks.confusion_matrix",
     "~callbacks.learning_curves",
     "~callbacks.epoch_summary",
     "callbacks.reliability.figures_dir=null",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
 ]
 SCORES = ("acc", "auroc")
 
 
 def run_one(overrides: list[str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as output_dir:
-        cfg = compose_config([*overrides, *QUIET], output_dir)
+        cfg = bench_config([*overrides, *FIGURES_OFF], output_dir)
         return fit_and_test(cfg, Path(output_dir))["metrics"]
 
 

@@ -20,21 +20,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
 from sklearn.linear_model import LogisticRegression
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, when run as a script
-from hw2lab.compose import compose_config, write_bench_result  # noqa: E402
-from hw2lab.pipeline import build  # noqa: E402
-from lightning_modules.news_baselines import tfidf_baseline  # noqa: E402
-from lightning_modules.news_nets import load_pretrained_encoder, masked_mean  # noqa: E402
+from hw2lab.compose import bench_config, write_bench_result
+from hw2lab.pipeline import build
+from lightning_modules.news_baselines import tfidf_baseline
+from lightning_modules.news_nets import load_pretrained_encoder, masked_mean
 
 SPLITS = ("train", "val", "test")
 
@@ -89,7 +86,7 @@ def main() -> None:
             f"data.fold={fold}",
             *args.override,
         ]
-        cfg = compose_config(["task=news", "logger=none", *overrides])
+        cfg = bench_config(["task=news", *overrides])
         datamodule = build(cfg.data)
         if encoder is None:
             pretrained = cfg.model.net.encoder.pretrained

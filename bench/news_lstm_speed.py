@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, when run as a script
-from hw2lab.compose import compose_config, write_bench_result  # noqa: E402
-from hw2lab.pipeline import build  # noqa: E402
-from lightning_modules.news_nets import PaddedLSTM  # noqa: E402
+from hw2lab.compose import compose_config, write_bench_result
+from hw2lab.pipeline import build
+from lightning_modules.news_nets import PaddedLSTM
 
 
 def packed_twin(padded: PaddedLSTM) -> torch.nn.LSTM:

@@ -26,37 +26,12 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import open_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
-from hw2lab.compose import compose_config, write_bench_result  # noqa: E402
-from lightning_modules.vae import EVAL_NOISE_SEED, VAEOutput, vae_loss  # noqa: E402
-
-
-class TrainStepTimer(L.Callback):
-    """Seconds spent in each epoch's training steps (from epoch start to the last training batch)."""
-
-    def __init__(self) -> None:
-        self.epoch_seconds: list[float] = []
-        self._start = self._last = 0.0
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._start = self._last = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._last = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.epoch_seconds.append(self._last - self._start)
-
-
-def compose_run_config(overrides: list[str], output_dir: str):
-    cfg = compose_config(overrides, output_dir)
-    with open_dict(cfg):
-        cfg.trainer.enable_progress_bar = False
-    return cfg
+from hw2lab.compose import bench_config, write_bench_result
+from hw2lab.step_timer import StepTimer
+from lightning_modules.vae import EVAL_NOISE_SEED, VAEOutput, vae_loss
 
 
 def run_lightning(cfg) -> tuple[float, float, int]:
@@ -64,14 +39,14 @@ def run_lightning(cfg) -> tuple[float, float, int]:
     L.seed_everything(cfg.seed, verbose=False)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    timer = TrainStepTimer()
+    timer = StepTimer()  # each epoch's training steps, validation left out
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c and "_target_" in c] + [timer]
     loggers = [instantiate(c) for c in cfg.logger.values() if c and "_target_" in c]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     trainer.fit(model, datamodule=datamodule)
     (result,) = trainer.test(model, datamodule=datamodule, verbose=False)
     images = len(datamodule.images("train"))
-    return images * len(timer.epoch_seconds) / sum(timer.epoch_seconds), result["test/neg_elbo"], images
+    return images * len(timer.epoch_seconds) / timer.seconds, result["test/neg_elbo"], images
 
 
 def run_plain(cfg) -> tuple[float, float]:
@@ -152,7 +127,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             # Each repeat is its own seed. Evaluation noise comes from its own generator in both, so the
             # training RNG streams are the same and the two -ELBOs should agree to rounding.
-            cfg = compose_run_config(
+            cfg = bench_config(
                 [
                     "task=vae",
                     f"model={args.model}",
@@ -161,6 +136,7 @@ def main() -> None:
                     f"seed={42 + repeat}",
                 ],
                 tmp,
+                logger=True,  # Lightning as run.py builds it
             )
             rate, elbo = run_plain(cfg)
             plain_rates.append(rate)

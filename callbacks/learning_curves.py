@@ -7,7 +7,6 @@ epoch is closed: at the start of the next one, and at the end of training.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import time
@@ -17,6 +16,7 @@ import lightning as L
 import matplotlib.pyplot as plt
 
 from hw2lab.figures import save_figure
+from hw2lab.run_files import write_history
 
 log = logging.getLogger("hw2lab")
 
@@ -106,23 +106,6 @@ class LearningCurves(_ClosedEpochCallback):
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
         self.rows = list(state_dict.get("rows", []))
-
-
-def write_history(rows: list[dict[str, float]], path: Path) -> None:
-    columns = ["epoch"] + sorted({key for row in rows for key in row if key != "epoch"})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def read_history(path: Path) -> list[dict[str, float]]:
-    with open(path, newline="") as handle:
-        return [
-            {key: float(value) if value not in ("", None) else math.nan for key, value in row.items()}
-            for row in csv.DictReader(handle)
-        ]
 
 
 def plot_learning_curves(rows: list[dict[str, float]], metrics: list[str]) -> plt.Figure:

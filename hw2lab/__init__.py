@@ -1,4 +1,5 @@
-"""Shared plumbing of hw2lab: errors, data files, the run pipeline and the sweep summary.
+"""Shared plumbing of hw2lab: errors, data files, the run pipeline and the sweep summary; the commands built on
+it (report, reproduce, the Optuna sweeper and search report) are hw2lab.tools.
 
 Importing the package registers hw2lab's OmegaConf resolvers, so configs composed outside `run.py`
 (tests, notebooks) resolve the same way.

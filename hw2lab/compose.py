@@ -1,11 +1,8 @@
-"""Composing the project's Hydra config outside `run.py` (benchmarks, notebooks, tests), and writing a bench
-result where the project keeps them."""
+"""Composing the project's Hydra config outside `run.py` (benchmarks, notebooks, tests), quiet for a bench, and
+writing a bench result where the project keeps them."""
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +12,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 import hw2lab  # noqa: F401  (registers the resolvers)
+from hw2lab.provenance import machine
+from hw2lab.run_files import write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
@@ -31,25 +30,18 @@ def compose_config(overrides: list[str], output_dir: str | Path | None = None) -
     return cfg
 
 
-def machine() -> dict[str, Any]:
-    """What a measurement ran on: CPU model and count, GPU if any, and the software."""
-    import torch
+# What a measurement runs without: the progress bar and the model summary (a terminal's cost, not the
+# training's) and, unless asked for, the logger.
+QUIET = ("logger=none", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false")
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
+
+def bench_config(
+    overrides: list[str], output_dir: str | Path | None = None, logger: bool = False
+) -> DictConfig:
+    """`compose_config` for a bench: the run's config with QUIET first (so `overrides` can undo it), the
+    logger kept with `logger` (a bench timing the pipeline as users run it)."""
+    quiet = [o for o in QUIET if logger is False or not o.startswith("logger=")]
+    return compose_config([*quiet, *overrides], output_dir)
 
 
 def write_bench_result(name: str, result: dict[str, Any], out: str | Path | None = None) -> Path:
@@ -57,7 +49,6 @@ def write_bench_result(name: str, result: dict[str, Any], out: str | Path | None
     command that produced it, the date and the machine; print where it went."""
     now = datetime.now()
     path = Path(out) if out else BENCH_RESULTS / f"{name}-{now:%Y%m%d-%H%M%S}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "bench": name,
         "command": " ".join(["python", *sys.argv]),
@@ -65,6 +56,6 @@ def write_bench_result(name: str, result: dict[str, Any], out: str | Path | None
         "machine": machine(),
         "result": result,
     }
-    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    write_json(path, record)
     print(f"result written to {path}")
     return path

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from hw2lab.run_files import read_history  # noqa: E402
+
 
 def tensorboard_writers(trainer) -> list:
     """The SummaryWriters of the trainer's TensorBoard loggers (none when logging is off)."""
@@ -97,8 +99,6 @@ def plot_confusion_matrix(
 def overlay_curves(axis: plt.Axes, jobs: list, metric: str, splits: tuple[str, ...] = ("val",)) -> None:
     """Each job's `<split>/<metric>` by epoch, read from its history.csv, in one panel: one colour per job
     (labelled by what sets it apart, with its test value when it has one), validation solid, training dashed."""
-    from callbacks.learning_curves import read_history  # the shared learning-curve callback writes it
-
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, job in enumerate(jobs):
         history = Path(job.dir) / "history.csv"

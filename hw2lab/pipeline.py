@@ -6,14 +6,12 @@ checkpoints/ (last and best), tensorboard/, .hydra/.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import sys
 import time
 import traceback
-import typing
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,8 +24,10 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from hw2lab.compose import machine
-from hw2lab.errors import HW2LabError
+from hw2lab.errors import HW2LabError, one_line
+from hw2lab.provenance import machine
+from hw2lab.run_files import write_json
+from hw2lab.value_types import check_value_types
 
 log = logging.getLogger("hw2lab")
 
@@ -50,56 +50,6 @@ def build(config: DictConfig, path: str = "", **kwargs: Any) -> Any:
             target = config.get("_target_", "?") if isinstance(config, DictConfig) else "?"
             raise HW2LabError(f"bad config for {target}: {' '.join(str(cause).split())}") from None
         raise
-
-
-SCALAR_TYPES = {float: "a number", int: "an integer", bool: "true or false"}
-
-
-def check_value_types(config: DictConfig, path: str = "") -> None:
-    """Fail with one line naming the key when a value a constructor declares as a number (or bool) is a
-    string: `kl_weight=abc` says that kl_weight must be a number, not what `>=` makes of a str."""
-    target = config.get("_target_") if "_target_" in config else None
-    hints: dict[str, Any] = {}
-    if isinstance(target, str):
-        try:
-            hints = typing.get_type_hints(_locate(target).__init__)
-        except Exception:  # an unimportable target fails in instantiate with its own message
-            hints = {}
-    for key in config:
-        node = config._get_node(key)
-        where = f"{path}.{key}" if path else str(key)
-        if isinstance(node, DictConfig):
-            check_value_types(node, where)
-            continue
-        expected = _scalar_type(hints.get(key))
-        if expected is None or node._is_missing():
-            continue
-        value = config[key]
-        if value is None or isinstance(value, expected) or (expected is float and isinstance(value, int)):
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            continue
-        raw = node._value()
-        named = raw[2:-1] if isinstance(raw, str) and raw.startswith("${") and raw.endswith("}") else where
-        shown = named if named == where else f"{named} ({where})"
-        raise HW2LabError(f"{shown} must be {SCALAR_TYPES[expected]}, got {value!r}")
-
-
-def _scalar_type(hint: Any) -> type | None:
-    """The scalar a hint asks for: `float`, `int | None`, `float | Tensor` (torch's lr) -> float, ...; None
-    where a string is also allowed or the hint names no number."""
-    if hint in SCALAR_TYPES:
-        return hint
-    args = typing.get_args(hint)
-    if not args or str in args:
-        return None
-    return next((kind for kind in (float, int, bool) if kind in args), None)
-
-
-def _locate(target: str) -> Any:
-    from hydra.utils import get_object
-
-    return get_object(target)
 
 
 def run(cfg: DictConfig) -> float:
@@ -286,15 +236,6 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
         out[prefix[:-1]] = ",".join(map(str, value))
     else:
         out[prefix[:-1]] = value
-
-
-def one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if isinstance(error, HW2LabError) else f"{type(error).__name__}: {text}"
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def _hydra_config():

@@ -4,16 +4,18 @@ Runs as a Hydra callback after every job of a multirun has finished, whatever th
 its metrics.json (also when it failed), so the summary is read from disk, not from the launcher.
 A task adds its own parts through its config: `sweep_comparison` (the comparison figure) and `sweep_sections`
 (extra summary.md sections, e.g. news' pooled cross-validation figures).
+
+What those parts may use is `__all__`: the jobs they are given (`JobRecord`), `metric_order` (how the summary
+orders metric names: test, val, train, then the rest) and `is_number` (a metric value that is a real number).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,28 +23,20 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from hw2lab.run_files import RunRecord, read_run
+from hw2lab.tables import format_cell, markdown_table
+
+__all__ = ["JobRecord", "SweepSummary", "collect_jobs", "is_number", "metric_order", "write_summary"]
+
 log = logging.getLogger("hw2lab")
 
 
 @dataclass
-class JobRecord:
-    """One job of a sweep as its metrics.json describes it."""
+class JobRecord(RunRecord):
+    """One job of a sweep: its metrics.json (`RunRecord`), its number and what sets it apart from the others."""
 
-    dir: Path
-    number: int
-    status: str
-    overrides: list[str]
-    metrics: dict[str, float] = field(default_factory=dict)
-    hparams: dict[str, Any] = field(default_factory=dict)
-    notes: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
+    number: int = 0
     label: str = ""
-    # an Optuna trial stopped with its search and queued again as a new trial (hw2lab.optuna_sweeper)
-    retried: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
 
     @property
     def failed(self) -> bool:
@@ -53,21 +47,8 @@ def collect_jobs(sweep_dir: Path) -> list[JobRecord]:
     """Read every job's metrics.json below the sweep dir and label each job by what sets it apart."""
     jobs = []
     for path in sorted(sweep_dir.glob("*/metrics.json")):
-        data = json.loads(path.read_text())
         number = int(path.parent.name) if path.parent.name.isdigit() else len(jobs)
-        jobs.append(
-            JobRecord(
-                dir=path.parent,
-                number=number,
-                status=data.get("status", "unknown"),
-                overrides=list(data.get("overrides", [])),
-                metrics=data.get("metrics", {}),
-                hparams=data.get("hparams", {}),
-                notes=data.get("notes", {}),
-                error=data.get("error", ""),
-                retried=bool(data.get("retried", False)),
-            )
-        )
+        jobs.append(JobRecord(**vars(read_run(path)), number=number))
     jobs.sort(key=lambda job: job.number)
     shared = set.intersection(*(set(job.overrides) for job in jobs)) if jobs else set()
     for job in jobs:
@@ -85,7 +66,7 @@ def write_summary(
     header = ["job", "status", "overrides", *metric_keys, "error"]
     rows = [
         [job.number, job.status, " ".join(job.overrides)]
-        + [_format(job.metrics.get(key)) for key in metric_keys]
+        + [format_cell(job.metrics.get(key)) for key in metric_keys]
         + [job.error]
         for job in jobs
     ]
@@ -96,19 +77,20 @@ def write_summary(
         writer.writerows(rows)
     md_path = sweep_dir / "summary.md"
     shown = [key for key in metric_keys if key.startswith(("test/", "val/"))] or metric_keys
-    md_header = ["job", "status", "overrides", *shown]
     lines = [
         f"# Sweep summary: {sweep_dir}",
         "",
         f"{sum(job.ok for job in jobs)} of {len(jobs)} jobs finished; every metric is in summary.csv.",
         "",
-        "| " + " | ".join(md_header) + " |",
-        "|" + "---|" * len(md_header),
+        *markdown_table(
+            ["job", "status", "overrides", *shown],
+            (
+                [job.number, f"{job.status} (retried)" if job.retried else job.status, f"`{job.label}`"]
+                + [format_cell(job.metrics.get(k)) for k in shown]
+                for job in jobs
+            ),
+        ),
     ]
-    for job in jobs:
-        status = f"{job.status} (retried)" if job.retried else job.status
-        cells = [str(job.number), status, f"`{job.label}`"] + [_format(job.metrics.get(k)) for k in shown]
-        lines.append("| " + " | ".join(cells) + " |")
     study = sweep_dir / "optimization_results.yaml"  # written by the Optuna sweeper before this callback
     if study.exists():
         lines += [
@@ -134,20 +116,14 @@ def write_summary(
 
 
 def is_number(value: Any) -> bool:
+    """A metric value that is an int or a float (a bool is not a number here)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def metric_order(key: str) -> tuple[int, str]:
+    """Sort key for metric names: test/ first, then val/, train/ and the rest, each alphabetically."""
     order = {"test": 0, "val": 1, "train": 2}
     return order.get(key.split("/")[0], 3), key
-
-
-def _format(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
 
 
 class SweepSummary(Callback):

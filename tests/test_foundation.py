@@ -14,8 +14,9 @@ from callbacks.news import cross_validation_groups, cross_validation_lines
 from datamodules.tensor_batches import TensorBatches
 from hw2lab.data_files import require
 from hw2lab.errors import HW2LabError
-from hw2lab.pipeline import check_value_types
+from hw2lab.pipeline import fit_and_test
 from hw2lab.sweep import collect_jobs, write_summary
+from hw2lab.value_types import check_value_types
 
 
 def test_require_names_file_place_and_remedy(tmp_path):
@@ -180,6 +181,40 @@ def test_a_value_of_the_wrong_type_names_its_key(tmp_path):
     with pytest.raises(HW2LabError, match=r"^trainer\.max_epochs must be an integer, got 'x'$"):
         check_value_types(cfg.trainer, "trainer")
     check_value_types(compose_config(["task=vae"], tmp_path).model, "model")  # the defaults pass
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        # batch_size is declared by the base class the data module passes **kwargs on to
+        ("data.batch_size=1.5", r"^data\.batch_size must be an integer, got 1\.5$"),
+        ("data.batch_size=true", r"^data\.batch_size must be an integer, got true$"),
+        ("data.binarize=3", r"^data\.binarize must be true or false, got 3$"),
+        ("model.net.latent_dim=2.5", r"^model\.net\.latent_dim must be an integer, got 2\.5$"),
+        ("kl_weight=false", r"^kl_weight \(model\.kl_weight\) must be a number, got false$"),
+    ],
+)
+def test_a_fraction_a_bool_or_a_number_of_the_wrong_kind_names_its_key(tmp_path, override, message):
+    cfg = compose_config(["task=vae", override], tmp_path)
+    with pytest.raises(HW2LabError, match=message):
+        check_value_types(cfg.data, "data")
+        check_value_types(cfg.model, "model")
+
+
+def test_a_value_of_the_wrong_type_is_refused_before_any_object_is_built(tmp_path):
+    """The data directory does not exist: the type is refused before the data module could say so."""
+    cfg = compose_config(["task=vae", "data.batch_size=1.5", f"paths.data_dir={tmp_path / 'none'}"], tmp_path)
+    with pytest.raises(HW2LabError, match=r"^data\.batch_size must be an integer, got 1\.5$"):
+        fit_and_test(cfg, tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_a_fraction_for_a_count_on_the_command_line_is_one_line_and_exit_1(cli, tmp_path):
+    result = cli(["task=vae", "data.batch_size=1.5", "trainer=debug"], data_dir=tmp_path, expect_ok=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == "error: data.batch_size must be an integer, got 1.5"
+    assert "Traceback" not in result.stderr
 
 
 def test_data_dir_comes_from_the_environment(tmp_path, monkeypatch):

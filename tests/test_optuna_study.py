@@ -1,5 +1,5 @@
-"""The Optuna study in a database (hw2lab/optuna_sweeper.py, hw2lab/search_report.py): resume, several workers,
-PostgreSQL, bad input, the report. The fast tests drive the search loop with a stand-in for Hydra's launcher;
+"""The Optuna study in a database (hw2lab/tools/optuna_study.py, optuna_sweeper.py, search_report.py): resume,
+several workers, PostgreSQL, bad input, the report. The fast tests drive the search loop with a stand-in for Hydra's launcher;
 the slow ones run `run.py -m ... hparams_search=vae_optuna` on tiny fixture data."""
 
 from __future__ import annotations
@@ -26,16 +26,9 @@ optuna = pytest.importorskip(
 from optuna.trial import TrialState  # noqa: E402
 
 from hw2lab.errors import HW2LabError  # noqa: E402
-from hw2lab.optuna_sweeper import (  # noqa: E402
-    Search,
-    counted,
-    hash_seed,
-    open_storage,
-    open_study,
-    quiet_optuna,
-    search_space,
-)
-from hw2lab.search_report import main as search_report  # noqa: E402
+from hw2lab.tools.optuna_study import counted, open_storage, open_study, quiet_optuna  # noqa: E402
+from hw2lab.tools.optuna_sweeper import Search, hash_seed, search_space  # noqa: E402
+from hw2lab.tools.search_report import main as search_report  # noqa: E402
 
 quiet_optuna()
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO_ROOT
 
-from hw2lab import report
+from hw2lab.tools import report
 
 MACHINE = {"cpu": "Test CPU", "cpu_count": 2, "gpu": None}
 

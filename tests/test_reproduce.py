@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hw2lab import reproduce
+from hw2lab.tools import reproduce
 
 
 @pytest.mark.parametrize("budget", reproduce.BUDGETS)

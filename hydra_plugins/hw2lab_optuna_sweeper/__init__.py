@@ -1,5 +1,5 @@
 """hw2lab's Optuna sweeper as Hydra finds it: Hydra instantiates sweepers only from the `hydra_plugins`
-namespace package, so the class lives here by name; the code is hw2lab.optuna_sweeper.
+namespace package, so the class lives here by name; the code is hw2lab.tools.optuna_sweeper.
 
 Hydra imports every plugin module at each multirun, so this one imports nothing of Optuna until the sweeper is
 used: without the `sweeps` extra, other sweeps run without a warning, and this sweeper says what to install.
@@ -15,7 +15,7 @@ class OptunaSweeper(Sweeper):
 
     def __init__(self, **config: Any) -> None:
         try:
-            from hw2lab.optuna_sweeper import OptunaSweeper as Implementation
+            from hw2lab.tools.optuna_sweeper import OptunaSweeper as Implementation
         except ImportError as error:
             from hw2lab.errors import HW2LabError
 

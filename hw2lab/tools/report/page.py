@@ -1,0 +1,120 @@
+"""report/index.html (one static page) and report/README.md, with the figures copied beside them."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+from pathlib import Path
+
+from hw2lab import tables
+from hw2lab.tools.report.markdown import markdown_table
+from hw2lab.tools.report.rows import Row, beside_text, course_text, machine_text
+
+
+def _html_with_code(text: str) -> str:
+    """Escaped text whose `backticks` (the markdown of the labels) become <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def write_report(rows: list[Row], benches: list[dict], comparisons: list[Path], out: Path) -> Path:
+    """report/index.html (one static page, no scripts) and report/README.md, with the figures copied under
+    report/figures/."""
+    out.mkdir(parents=True, exist_ok=True)
+    figures_dir = out / "figures"
+    shutil.rmtree(figures_dir, ignore_errors=True)
+    tasks = list(dict.fromkeys(row.task for row in rows))
+    body = [
+        "<h1>hw2lab: what was measured</h1>",
+        "<p>Every number below comes from a result file (committed records in <code>results/</code>, run "
+        'outputs, bench results); the command that produced it is beside it. "not run" means no result '
+        "file holds that figure yet.</p>",
+    ]
+    md = [
+        "# hw2lab: what was measured",
+        "",
+        'Every number comes from a result file; "not run" means none holds it yet.',
+        "",
+    ]
+    for task in tasks:
+        task_rows = [row for row in rows if row.task == task]
+        body.append(f'<h2 id="{task}">{task}</h2>')
+        body.append(_html_table(task_rows))
+        md += [f"## {task}", "", *markdown_table(task_rows), ""]
+        images = []
+        for row in task_rows:
+            for run in row.sources[:1]:  # the figures of one run per row
+                images += run.figures
+        images += [p for p in comparisons if f"/{task}/" in str(p)]
+        for index, image in enumerate(images):
+            copy = figures_dir / task / f"{index:02d}-{image.name}"
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(image, copy)
+            relative = copy.relative_to(out).as_posix()
+            body.append(
+                f'<figure><img src="{relative}" alt="{html.escape(image.stem)}" loading="lazy">'
+                f"<figcaption>{html.escape(str(image))}</figcaption></figure>"
+            )
+            md.append(f"![{image.stem}]({relative})")
+        md.append("")
+    if benches:
+        body.append(
+            '<h2 id="bench">bench</h2><table><tr><th>bench</th><th>result</th><th>date</th>'
+            "<th>machine</th><th>command</th></tr>"
+        )
+        bench_rows = []
+        for bench in benches:
+            result = json.dumps(bench.get("result", {}), sort_keys=True)[:300]
+            cells = [
+                bench.get("bench", ""),
+                result,
+                bench.get("date", "")[:10],
+                machine_text(bench.get("machine", {})),
+                bench.get("command", ""),
+            ]
+            body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+            bench_rows.append(cells)
+        body.append("</table>")
+        md += [
+            "## bench",
+            "",
+            *tables.markdown_table(["bench", "result", "date", "machine", "command"], bench_rows),
+        ]
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>hw2lab report</title>'
+        f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+    (out / "index.html").write_text(page)
+    (out / "README.md").write_text("\n".join(md) + "\n")
+    return out / "index.html"
+
+
+STYLE = (
+    "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:14px}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}"
+    "th{background:#f2f2f2}td.notrun{color:#999;font-style:italic}code{font-size:12px}"
+    "figure{display:inline-block;margin:8px;max-width:560px}img{max-width:100%;border:1px solid #ddd}"
+    "figcaption{font-size:11px;color:#666;word-break:break-all}"
+)
+
+
+def _html_table(rows: list[Row]) -> str:
+    header = ["figure", "measured", "course report", "beside it (same runs)", "date", "machine", "command"]
+    lines = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"]
+    for row in rows:
+        measured_class = ' class="notrun"' if row.measured == "not run" else ""
+        commands = "<br>".join(f"<code>{html.escape(c)}</code>" for c in row.commands)
+        cells = [
+            f"<td>{_html_with_code(row.label)}</td>",
+            f"<td{measured_class}>{html.escape(row.measured)}</td>",
+            f"<td>{html.escape(course_text(row))}</td>",
+            f"<td>{html.escape(beside_text(row))}</td>",
+            f"<td>{html.escape(row.date)}</td>",
+            f"<td>{html.escape(row.machine if row.sources else '')}</td>",
+            f"<td>{commands}</td>",
+        ]
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    lines.append("</table>")
+    return "\n".join(lines)

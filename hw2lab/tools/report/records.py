@@ -1,0 +1,118 @@
+"""Committed records (`--record`): a run's, a sweep's or a bench's result, small enough for results/."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from hw2lab.run_files import write_json
+from hw2lab.tools.report.runs import run_from_metrics
+
+# Where a run or bench wrote its files on that machine: true there, noise in a record.
+OUTPUT_LOCATION = re.compile(r"^(paths\.output_dir|hydra\.run\.dir|hydra\.sweep\.dir|--out)=")
+
+
+def portable(tokens: list[str]) -> list[str]:
+    """The tokens without the output location (`paths.output_dir=`, `hydra.*.dir=`, a bench's `--out F`)."""
+    kept, skip = [], False
+    for token in tokens:
+        if skip:
+            skip = False
+        elif token == "--out":
+            skip = True
+        elif not OUTPUT_LOCATION.match(token):
+            kept.append(token)
+    return kept
+
+
+def record(source: Path, records: Path) -> Path:
+    """Commit-sized record of a run or sweep folder, or of a bench result file (see `record_bench`).
+
+    A run's or sweep's record holds per finished run its command, date, machine, overrides,
+    hyper-parameters and metrics (no figures, no checkpoints), in `results/<task>/<folder name>.json`."""
+    if source.name == "metrics.json":
+        source = source.parent
+    if source.is_file():
+        return record_bench(source, records)
+    paths = (
+        [source / "metrics.json"]
+        if (source / "metrics.json").is_file()
+        else sorted(source.glob("*/metrics.json"))
+    )
+    runs = [run for run in map(run_from_metrics, paths) if run is not None]
+    if not runs:
+        raise SystemExit(f"error: no finished run (metrics.json with status ok) in {source}")
+    target = records / runs[0].task / f"{_record_name(source)}.json"
+    payload = {
+        "runs": [
+            {
+                "task": r.task,
+                "command": " ".join(portable(r.command.split(" "))),
+                "date": r.date,
+                "machine": r.machine,
+                "overrides": portable(r.overrides),
+                "hparams": r.hparams,
+                "metrics": r.metrics,
+            }
+            for r in runs
+        ],
+    }
+    return write_json(target, payload, indent=1, sort_keys=True)
+
+
+def _record_name(folder: Path) -> str:
+    """The folder's name; a Hydra time folder (`10-00-00-000000`) with its date folder in front."""
+    parts = folder.resolve().parts
+    return f"{parts[-2]}-{parts[-1]}" if re.match(r"^\d\d-\d\d-\d\d", parts[-1]) else parts[-1]
+
+
+# A run of a bench keeps what rows cite: its seed/fold/origin and the model's own test scores.
+BENCH_RUN_KEYS = re.compile(r"^(seed|origin|fold|test/[^_]+)$")
+
+
+def record_bench(path: Path, records: Path) -> Path:
+    """Record of a bench result (`write_bench_result`'s JSON) in `results/<bench>/<file stem>.json`: its
+    command (without `--out`), date, machine and result, where each run in a list named `runs` keeps only
+    BENCH_RUN_KEYS (training curves and baselines repeated per seed are bulk; the summaries stay)."""
+    data = json.loads(path.read_text())
+    missing = {"bench", "command", "date", "machine", "result"} - set(data)
+    if missing:
+        raise SystemExit(f"error: {path} is not a bench result (no {', '.join(sorted(missing))})")
+    payload = {
+        "bench": data["bench"],
+        "command": " ".join(portable(data["command"].split(" "))),
+        "date": data["date"],
+        "machine": data["machine"],
+        "result": _compact(data["result"]),
+    }
+    target = records / data["bench"] / f"{path.stem}.json"
+    return write_json(target, payload, indent=1, sort_keys=True)
+
+
+def _compact(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _compact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        if key == "runs":
+            return [
+                {k: v for k, v in run.items() if BENCH_RUN_KEYS.match(k)} if isinstance(run, dict) else run
+                for run in value
+            ]
+        return [_compact(item) for item in value]
+    return value
+
+
+def load_bench_records(records: Path) -> dict[str, dict[str, Any]]:
+    """The committed bench records by the name a row gives them: `<bench>/<file stem>`."""
+    found = {}
+    for path in sorted(records.glob("*/*.json")) if records.is_dir() else []:
+        data = json.loads(path.read_text())
+        if "bench" in data:
+            found[f"{path.parent.name}/{path.stem}"] = {**data, "source": str(path)}
+    return found
+
+
+def load_bench_results(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
