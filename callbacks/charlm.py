@@ -17,10 +17,10 @@ import lightning as L
 import matplotlib.pyplot as plt
 import torch
 
-from callbacks.learning_curves import read_history
 from datamodules.charlm import Vocabulary
 from hw2lab.errors import check
 from hw2lab.figures import save_figure, tensorboard_writers
+from hw2lab.run_files import read_history
 from lightning_modules.charlm import check_sampling
 
 FINAL_SAMPLE = "sample.txt"
