@@ -2,7 +2,7 @@
 seeds (and, for split=time, rolling origins), in one process, on identical windows.
 
 Each run goes through the real pipeline (`hw2lab.pipeline.fit_and_test`: best-val checkpoint, then test)
-with the figure callbacks and the logger off; the baselines (`callbacks.covid_metrics.Baselines`: majority
+with the figure callbacks and the logger off; the baselines (`callbacks.covid.metrics.Baselines`: majority
 class, logistic regression, persistence, reversal, seasonal naive, gradient-boosted trees) are fitted on the
 same train windows and scored on the same test windows. Prints, per L x cell, test accuracy and AUROC (mean
 and standard deviation over seeds x origins) of the model and of every baseline, and the model's margin
@@ -25,7 +25,7 @@ import numpy as np
 
 from hw2lab.compose import bench_config, write_bench_result
 from hw2lab.pipeline import fit_and_test
-from lightning_modules.covid_baselines import BASELINES
+from lightning_modules.covid.baselines import BASELINES
 
 FIGURES_OFF = [
     "~callbacks.correlation_heatmap",

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from hw2lab.compose import bench_config, write_bench_result
 from hw2lab.pipeline import build, fit_and_test
-from lightning_modules.news_baselines import tfidf_baseline
+from lightning_modules.news.baselines import tfidf_baseline
 
 # The project's goals (test accuracy) per text field and model: the title Transformer must beat the course's
 # best report (BERT + LSTM head, 0.95).

@@ -30,8 +30,8 @@ from sklearn.linear_model import LogisticRegression
 
 from hw2lab.compose import bench_config, write_bench_result
 from hw2lab.pipeline import build
-from lightning_modules.news_baselines import tfidf_baseline
-from lightning_modules.news_nets import load_pretrained_encoder, masked_mean
+from lightning_modules.news.baselines import tfidf_baseline
+from lightning_modules.news.nets import load_pretrained_encoder, masked_mean
 
 SPLITS = ("train", "val", "test")
 

@@ -22,7 +22,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from hw2lab.compose import compose_config, write_bench_result
 from hw2lab.pipeline import build
-from lightning_modules.news_nets import PaddedLSTM
+from lightning_modules.news.nets import PaddedLSTM
 
 
 def packed_twin(padded: PaddedLSTM) -> torch.nn.LSTM:

@@ -7,7 +7,7 @@ gets them every epoch; figures/ gets the final ones when training ends, and, wit
 from 1), to show how they evolve.
 
 The callbacks ask the module only what `VAEFigureModule` declares, and the datamodule only what
-`ExampleImages` declares (lightning_modules.vae.VAEModule and datamodules.vae_images provide them).
+`ExampleImages` declares (lightning_modules.vae.VAEModule and datamodules.vae provide them).
 """
 
 from __future__ import annotations

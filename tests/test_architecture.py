@@ -41,8 +41,10 @@ def test_the_tree_keeps_every_contract():
 
 
 def test_every_module_is_in_a_contract():
-    """A new file of a room belongs to a task's contract or the shared one; each task has its contract; the
-    core of the direction contract is the core of the hw2lab contract (the latter is exhaustive)."""
+    """A new file of a room belongs to a task's contract or the shared one; each task has its contract, whose
+    modules are `<room>.<task>` (a package when the task has several files in a room) and which forbids every
+    other task's, as the shared one forbids them all; the core of the direction contract is the core of the
+    hw2lab contract (the latter is exhaustive)."""
     declared = contracts()
     task_modules = {
         name: set(contract["source_modules"])
@@ -50,6 +52,12 @@ def test_every_module_is_in_a_contract():
         if name.startswith("task-")
     }
     assert set(task_modules) == {f"task-{task}" for task in TASKS}
+    every_task = set().union(*task_modules.values())
+    for task in TASKS:
+        modules = task_modules[f"task-{task}"]
+        assert modules <= {f"{room}.{task}" for room in ROOMS}, f"{task}: name its room modules {task}"
+        assert set(declared[f"task-{task}"]["forbidden_modules"]) == every_task - modules, task
+    assert set(declared["shared"]["forbidden_modules"]) == every_task
     shared = set(declared["shared"]["source_modules"])
     for room in ROOMS:
         for path in sorted((REPO_ROOT / room).iterdir()):
@@ -76,10 +84,11 @@ BACK_EDGES = [
     ),
     ("hw2lab/sweep.py", "from hw2lab.tools.search_report import write_report\n", "hw2lab"),
     ("hw2lab/new_piece.py", "from hw2lab.errors import HW2LabError\n", "hw2lab"),
-    ("datamodules/covid.py", "from callbacks.covid import CovidFigures\n", "direction"),
+    ("datamodules/covid/windows.py", "from callbacks.covid.figures import Reliability\n", "direction"),
     ("lightning_modules/food.py", "from hw2lab.tools.report import main\n", "direction"),
     ("datamodules/tensor_batches.py", "from lightning_modules.vae import vae_loss\n", "shared"),
-    ("callbacks/food.py", "def _later():\n    from datamodules.covid import FEATURES\n", "task-food"),
+    ("callbacks/food.py", "def _later():\n    from datamodules.covid.windows import FEATURES\n", "task-food"),
+    ("lightning_modules/news/nets.py", "from lightning_modules.vae import vae_loss\n", "task-news"),
 ]
 
 

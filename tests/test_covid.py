@@ -16,14 +16,14 @@ import torch
 from helpers import assert_run_outputs, compose_config, quiet_trainer
 from omegaconf import open_dict
 
-from callbacks.covid_country_codes import NOT_COUNTRIES, map_country
-from callbacks.covid_figures import Reliability
-from callbacks.covid_metrics import Baselines, DataReport
-from callbacks.covid_protocols import WindowClassifier
-from callbacks.covid_world_map import WorldMap
+from callbacks.covid.country_codes import NOT_COUNTRIES, map_country
+from callbacks.covid.figures import Reliability
+from callbacks.covid.metrics import Baselines, DataReport
+from callbacks.covid.protocols import WindowClassifier
+from callbacks.covid.world_map import WorldMap
 from datamodules.covid import CovidDataModule
-from datamodules.covid_case_files import read_case_table
-from datamodules.covid_windows import (
+from datamodules.covid.case_files import read_case_table
+from datamodules.covid.windows import (
     correlated_countries,
     correlation_matrix,
     daily_differences,
@@ -39,9 +39,10 @@ from datamodules.covid_windows import (
 )
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import build
-from lightning_modules.covid import CovidModule, RecurrentClassifier, fit_logit_offset
-from lightning_modules.covid_baselines import BASELINES, baseline_probabilities, fit_baselines
-from lightning_modules.covid_scores import probability_scores
+from lightning_modules.covid import CovidModule, RecurrentClassifier
+from lightning_modules.covid.baselines import BASELINES, baseline_probabilities, fit_baselines
+from lightning_modules.covid.classifier import fit_logit_offset
+from lightning_modules.covid.scores import probability_scores
 
 ADAM = partial(torch.optim.Adam, lr=1e-3)
 

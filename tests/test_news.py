@@ -20,21 +20,22 @@ from helpers import quiet_trainer as helpers_quiet_trainer
 from hydra.errors import ConfigCompositionException
 
 from callbacks.news import AttentionMaps, KagglePredictions, KaggleSubmission
-from datamodules.glove import load_glove
 from datamodules.news import NewsDataModule
-from datamodules.news_articles import read_articles, read_news_csv, submission_header
-from datamodules.news_pretrained import resolve_pretrained
-from datamodules.news_splits import group_duplicates, grouped_fold_split, grouped_stratified_split
-from datamodules.news_subword import LengthBucketedBatches, SubwordNewsDataModule, load_hf_tokenizer
-from datamodules.news_text import TextPipeline, english_stop_words, make_tokenizer
-from datamodules.news_words import Vocabulary, WordNewsDataModule
+from datamodules.news.articles import read_articles, read_news_csv, submission_header
+from datamodules.news.glove import load_glove
+from datamodules.news.pretrained import resolve_pretrained
+from datamodules.news.splits import group_duplicates, grouped_fold_split, grouped_stratified_split
+from datamodules.news.subword import LengthBucketedBatches, SubwordNewsDataModule, load_hf_tokenizer
+from datamodules.news.text import TextPipeline, english_stop_words, make_tokenizer
+from datamodules.news.words import Vocabulary, WordNewsDataModule
 from datamodules.tensor_batches import TensorBatches
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import build, fit_and_test
 from hw2lab.training import decayed_parameters, warmup_linear_decay
-from lightning_modules.news import NewsClassifier, one_window_each
-from lightning_modules.news_embeddings import WordEmbedding
-from lightning_modules.news_nets import (
+from lightning_modules.news import NewsClassifier
+from lightning_modules.news.classifier import one_window_each
+from lightning_modules.news.embeddings import WordEmbedding
+from lightning_modules.news.nets import (
     BagClassifier,
     LSTMClassifier,
     PaddedLSTM,
@@ -551,9 +552,9 @@ def test_configs_wire_the_data_to_the_model_and_the_optimiser_from_the_model_con
     transformer = compose_config(["task=news", "model=transformer", "text=full"])
     # The model picks the data: word ids for lstm and bag, the encoder's own sub-word ids for the Transformer.
     for words in (lstm, bag):
-        assert words.data._target_ == "datamodules.news_words.WordNewsDataModule"
+        assert words.data._target_ == "datamodules.news.words.WordNewsDataModule"
         assert "tokenizer_name" not in words.data and "windows" not in words.data
-    assert transformer.data._target_ == "datamodules.news_subword.SubwordNewsDataModule"
+    assert transformer.data._target_ == "datamodules.news.subword.SubwordNewsDataModule"
     assert "tokenizer" not in transformer.data and "embedding_file" not in transformer.data
     assert lstm.data.embedding_file == lstm.model.embedding.glove_file
     assert lstm.optimized_metric == "val/acc" and lstm.optimized_mode == "max" and lstm.data.text == "title"
@@ -966,7 +967,7 @@ def test_real_bbc_news(real_data_dir: Path):
 def test_news_presets_compose(tmp_path: Path, preset: str, net: str, max_length: int | None):
     """The measured recipes in docs/news.md are presets: each composes into the net and text it names."""
     cfg = compose_config([f"experiment={preset}"], tmp_path)
-    assert cfg.model.net._target_ == f"lightning_modules.news_nets.{net}"
+    assert cfg.model.net._target_ == f"lightning_modules.news.nets.{net}"
     assert cfg.data.text == cfg.text
     if max_length is not None:
         assert (cfg.text, cfg.data.max_length) == ("full", max_length)

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer
 
-from datamodules.news_pretrained import resolve_pretrained
-from lightning_modules.news_nets import (
+from datamodules.news.pretrained import resolve_pretrained
+from lightning_modules.news.nets import (
     LSTM_POOLINGS,
     POOLINGS,
     BagClassifier,

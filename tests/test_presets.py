@@ -6,7 +6,7 @@ import pytest
 from helpers import REPO_ROOT, compose_config
 from omegaconf import OmegaConf
 
-from datamodules.news_pretrained import SPLIT_ZIP_CHECKPOINTS
+from datamodules.news.pretrained import SPLIT_ZIP_CHECKPOINTS
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import fit_and_test
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from datamodules.news_pretrained import (
+from datamodules.news.pretrained import (
     COMPLETE_MARK,
     MPNET,
     MPNET_CHECKPOINT,

@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 
 from callbacks.vae import Interpolations, PriorSamples, interpolation_rows
-from datamodules.vae_images import ImageFolderDataModule, TibetanMNISTDataModule, split_indices
+from datamodules.vae import ImageFolderDataModule, TibetanMNISTDataModule, split_indices
 from hw2lab.errors import HW2LabError
 from hw2lab.pipeline import fit_and_test
 from lightning_modules.vae import MLPVAE, ConvVAE, VAEModule, VAEOutput, importance_weighted_nll, vae_loss

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from datamodules.news_pretrained import resolve_pretrained
+from datamodules.news.pretrained import resolve_pretrained
 from hw2lab.errors import HW2LabError, check
 
 LSTM_POOLINGS = ("last", "max", "mean")

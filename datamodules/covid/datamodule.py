@@ -1,6 +1,6 @@
 """COVID-19 confirmed cases as labelled windows of daily new cases, for the RNN / LSTM / GRU task.
 
-`CovidDataModule` runs the pipeline: read a case file (`datamodules.covid_case_files`: JHU CSSE time
+`CovidDataModule` runs the pipeline: read a case file (`datamodules.covid.case_files`: JHU CSSE time
 series or the course's Excel pivot) -> one cumulative series per country -> a date window -> daily
 differences (new cases) -> the correlation of every pair of countries -> the set C of countries
 correlated above `corr_threshold` with at least `min_partners` others -> every run of `interval`
@@ -8,7 +8,7 @@ consecutive differences of every country in C, labelled by the next day -> optio
 normalisation and duplicate removal -> a train/val/test split (by time with a gap of L days, rolling
 origins; seeded random; or held-out countries) -> optional extra input channels per day (day of week,
 per-country scale, the country's history beyond the window) -> tensors. Each step from the series on is
-a plain function in `datamodules.covid_windows`, where the label rules are described.
+a plain function in `datamodules.covid.windows`, where the label rules are described.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from datamodules.covid_case_files import read_case_table
-from datamodules.covid_windows import (
+from datamodules.covid.case_files import read_case_table
+from datamodules.covid.windows import (
     FEATURES,
     LABEL_RULES,
     NORMALIZATIONS,

@@ -12,7 +12,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
 
-from datamodules.covid_windows import FEATURES
+from datamodules.covid.windows import FEATURES
 from hw2lab.errors import check
 from hw2lab.training import RECURRENT_CELLS, TaskModule, eval_mode
 

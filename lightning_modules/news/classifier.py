@@ -1,8 +1,8 @@
-"""News classification: one LightningModule trains any of the news nets (`lightning_modules/news_nets.py`).
+"""News classification: one LightningModule trains any of the news nets (`lightning_modules/news/nets.py`).
 
 The config gives the net as a `_partial_` target (`model.net`): what only the data knows is filled in by the
 module's `setup`, the number of classes and, for word models, the embedding of the vocabulary built on the
-training split (`model.embedding`, GloVe-initialised; `lightning_modules/news_embeddings.py`). The
+training split (`model.embedding`, GloVe-initialised; `lightning_modules/news/embeddings.py`). The
 Transformer's encoder is a nested target of the partial, loaded when the config is instantiated, so a bad
 `model.net.encoder.pretrained` fails before any data is read.
 """
@@ -20,7 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from hw2lab.errors import check
 from hw2lab.training import TaskModule, eval_mode
-from lightning_modules.news_embeddings import WordEmbedding
+from lightning_modules.news.embeddings import WordEmbedding
 
 
 def one_window_each(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -51,7 +51,7 @@ class NewsClassifier(TaskModule):
         super().__init__(optimizer, scheduler, scheduler_interval)
         check(
             callable(net),
-            "model.net must be a _partial_ net target (e.g. lightning_modules.news_nets.LSTMClassifier)",
+            "model.net must be a _partial_ net target (e.g. lightning_modules.news.nets.LSTMClassifier)",
         )
         self.net_factory = net
         self.word_embedding = embedding

@@ -1,12 +1,12 @@
 """News articles in 5 classes (BBC News): what the word and the sub-word data modules share.
 
-`NewsDataModule` reads the articles (`datamodules.news_articles`), splits them leak-free into train/val/test
-or K folds (`datamodules.news_splits`), reads the unlabelled file to predict, and says in which order the
+`NewsDataModule` reads the articles (`datamodules.news.articles`), splits them leak-free into train/val/test
+or K folds (`datamodules.news.splits`), reads the unlabelled file to predict, and says in which order the
 predictions of an evaluation pass come back. The whole set is a few MB, so every split is encoded once into
 in-memory tensors; how is the subclass's business:
-- `WordNewsDataModule` (`datamodules.news_words`, the LSTM and EmbeddingBag): nltk tokens, a vocabulary
+- `WordNewsDataModule` (`datamodules.news.words`, the LSTM and EmbeddingBag): nltk tokens, a vocabulary
   built on the training split; batches of (token ids, lengths, labels);
-- `SubwordNewsDataModule` (`datamodules.news_subword`, a pretrained Transformer): the encoder's own
+- `SubwordNewsDataModule` (`datamodules.news.subword`, a pretrained Transformer): the encoder's own
   tokenizer; batches of (input ids, attention mask, labels), each padded to its own longest text.
 """
 
@@ -17,8 +17,8 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from datamodules.news_articles import TEXT_FIELDS, read_articles, read_news_csv, submission_header
-from datamodules.news_splits import group_duplicates, grouped_fold_split, grouped_stratified_split
+from datamodules.news.articles import TEXT_FIELDS, read_articles, read_news_csv, submission_header
+from datamodules.news.splits import group_duplicates, grouped_fold_split, grouped_stratified_split
 from datamodules.tensor_batches import InMemoryDataModule, TensorBatches
 from hw2lab.data_files import require
 from hw2lab.errors import check

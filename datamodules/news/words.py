@@ -1,5 +1,5 @@
 """News articles as word ids for the word models (LSTM, EmbeddingBag): the course's text pipeline
-(`datamodules.news_text`), a vocabulary built on the training split only (and, optionally, the words of the
+(`datamodules.news.text`), a vocabulary built on the training split only (and, optionally, the words of the
 GloVe file), each split padded once to its longest text; batches are (token ids, lengths, labels)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from datamodules.news import NewsDataModule
-from datamodules.news_text import TextPipeline
+from datamodules.news.base import NewsDataModule
+from datamodules.news.text import TextPipeline
 from hw2lab.data_files import require
 from hw2lab.errors import check
 

@@ -15,7 +15,7 @@ import logging
 
 import torch
 
-from datamodules.news import NewsDataModule
+from datamodules.news.base import NewsDataModule
 from datamodules.tensor_batches import TensorBatches
 from hw2lab.errors import HW2LabError, check
 
@@ -26,7 +26,7 @@ def load_hf_tokenizer(name: str):
     """The Transformer's own tokenizer (same resolution of `model.net.encoder.pretrained` as the model)."""
     from transformers import AutoTokenizer
 
-    from datamodules.news_pretrained import resolve_pretrained
+    from datamodules.news.pretrained import resolve_pretrained
 
     location, local = resolve_pretrained(name)
     try:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import lightning as L
 
-from callbacks.covid_country_codes import map_country
-from callbacks.covid_protocols import CovidData, classifier
+from callbacks.covid.country_codes import map_country
+from callbacks.covid.protocols import CovidData, classifier
 
 log = logging.getLogger("hw2lab")
 

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from hw2lab.figures import save_figure
-from lightning_modules.covid_baselines import BASELINES
+from lightning_modules.covid.baselines import BASELINES
 
 
 def baseline_lines(jobs: list) -> list[str]:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from datamodules.covid_windows import apply_label_rule
-from lightning_modules.covid import fit_logit_offset
-from lightning_modules.covid_scores import probability_scores
+from datamodules.covid.windows import apply_label_rule
+from lightning_modules.covid.classifier import fit_logit_offset
+from lightning_modules.covid.scores import probability_scores
 
 BASELINES = ("majority", "logreg", "persistence", "reversal", "seasonal", "hgb")
 
@@ -40,7 +40,7 @@ def baseline_probabilities(
 
     A one-class train split makes logistic regression and the trees the majority class. With `val`
     (inputs, labels), the two learned baselines' logits get an offset fitted on the val windows, as the
-    model's do with `model.recalibrate` (`lightning_modules.covid.fit_logit_offset`).
+    model's do with `model.recalibrate` (`lightning_modules.covid.classifier.fit_logit_offset`).
     """
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression

@@ -1,12 +1,12 @@
 """Test metrics beside the model's that tell a result apart from chance: the label balance and the size
-of C, and the forecasters' baselines (`lightning_modules.covid_baselines`) on the same windows."""
+of C, and the forecasters' baselines (`lightning_modules.covid.baselines`) on the same windows."""
 
 from __future__ import annotations
 
 import lightning as L
 
-from callbacks.covid_protocols import CovidData
-from lightning_modules.covid_baselines import fit_baselines
+from callbacks.covid.protocols import CovidData
+from lightning_modules.covid.baselines import fit_baselines
 
 
 class DataReport(L.Callback):
@@ -20,7 +20,7 @@ class DataReport(L.Callback):
 
 
 class Baselines(L.Callback):
-    """The forecasters' baselines (`lightning_modules.covid_baselines.BASELINES`) fitted on the same
+    """The forecasters' baselines (`lightning_modules.covid.baselines.BASELINES`) fitted on the same
     train windows and scored on the same test windows as the recurrent model, logged with the test metrics:
     `test/acc_<name>`, `test/f1_<name>`, `test/f1_neg_<name>`, `test/auroc_<name>`, `test/brier_<name>`.
     With `recalibrate` (as the model's), logistic regression and the trees get their offset on val too."""

@@ -10,9 +10,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from torchmetrics.functional.classification import binary_confusion_matrix
 
-from callbacks.covid_protocols import CovidData, classifier
+from callbacks.covid.protocols import CovidData, classifier
 from hw2lab.figures import plot_confusion_matrix, save_figure
-from lightning_modules.covid_scores import probability_scores
+from lightning_modules.covid.scores import probability_scores
 
 
 class CorrelationHeatmap(L.Callback):

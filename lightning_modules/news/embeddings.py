@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from datamodules.glove import load_glove
+from datamodules.news.glove import load_glove
 from hw2lab.data_files import require
 from hw2lab.errors import check
 
