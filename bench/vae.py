@@ -27,11 +27,11 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
 from hw2lab.compose import bench_config, write_bench_result
 from hw2lab.step_timer import StepTimer
 from lightning_modules.vae import EVAL_NOISE_SEED, VAEOutput, vae_loss
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_lightning(cfg) -> tuple[float, float, int]:

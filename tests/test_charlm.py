@@ -29,7 +29,7 @@ from hw2lab.pipeline import fit_and_test
 from hw2lab.sweep import JobRecord
 from hw2lab.training import cosine_decay, parameter_groups
 from lightning_modules.charlm import CharLMModule, bits_per_character, warmup_cosine_decay
-from lightning_modules.charlm_nets import GPT, CharRNN
+from lightning_modules.charlm.nets import GPT, CharRNN
 
 # A few lines in the course's spirit: enough structure for a tiny model to learn something quickly.
 TEXT = (
@@ -581,7 +581,7 @@ def test_the_gpt_trains_a_few_batches_through_the_task_config(tmp_path, monkeypa
     loaded = CharLMModule.load_from_checkpoint(
         tmp_path / "run" / result["best_checkpoint"], weights_only=True
     )
-    assert loaded.hparams["scheduler"]["_target_"] == "lightning_modules.charlm.warmup_cosine_decay"
+    assert loaded.hparams["scheduler"]["_target_"] == "lightning_modules.charlm.module.warmup_cosine_decay"
     assert isinstance(loaded.net, GPT) and loaded.sample("NCTU", 5, greedy=True).startswith("NCTU")
 
 

@@ -1,4 +1,4 @@
-"""A character-level language model: a recurrent net or a GPT (lightning_modules.charlm_nets), trained
+"""A character-level language model: a recurrent net or a GPT (lightning_modules.charlm.nets), trained
 to predict the next character and scored in nats and bits per character.
 
 Training of the RNNs is truncated backpropagation through time: the hidden state left by one batch is
@@ -37,8 +37,8 @@ from datamodules.charlm import IGNORE_INDEX, CharBatch, Vocabulary
 from hw2lab.errors import check
 from hw2lab.training import TaskModule, eval_mode
 
-# CharRNN is re-exported: older checkpoints and configs name lightning_modules.charlm.CharRNN.
-from lightning_modules.charlm_nets import CharNet, CharRNN, Hidden  # noqa: F401
+# CharRNN: older checkpoints and configs name lightning_modules.charlm.CharRNN (the package re-exports it).
+from lightning_modules.charlm.nets import CharNet, CharRNN, Hidden  # noqa: F401
 
 
 def detach_hidden(hidden: Hidden | None) -> Hidden | None:
