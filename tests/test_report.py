@@ -10,6 +10,7 @@ import pytest
 from helpers import REPO_ROOT
 
 from hw2lab.tools import report
+from hw2lab.tools.declared import load_declarations
 
 MACHINE = {"cpu": "Test CPU", "cpu_count": 2, "gpu": None}
 
@@ -62,6 +63,19 @@ def results_tree(tmp_path):
 MAIN_JOB_ROW = "test −ELBO (nats/image) by KL weight λ = 0 / 1 / 10 / 100, TibetanMNIST, the task's defaults (README's main command)"
 
 
+def declare(tmp_path: Path, task: str, text: str) -> dict:
+    """Declarations of one task from YAML text, as conf/results/<task>.yaml would hold them."""
+    folder = tmp_path / "declared"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{task}.yaml").write_text(text)
+    return load_declarations(folder)
+
+
+def row_of(rows, label):
+    (row,) = [row for row in rows if row.label == label]
+    return row
+
+
 class Page(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
@@ -101,16 +115,18 @@ def test_the_report_shows_measured_rows_with_commands_and_not_run_elsewhere(resu
     data_rows = [row for row in page.rows if row and row[0] not in ("figure", "bench")]
     by_label = {row[0]: row for row in data_rows}
     vae = by_label[MAIN_JOB_ROW]
-    assert (
-        vae[1] == "0: not run · 1: 122 ± 2.8 (n = 2) · 10: not run · 100: not run"
-    )  # the two seeds of λ = 1;
-    # the smoke and the failed run are not results
-    assert "python run.py task=vae seed=1" in vae[6] and "Test CPU (2 cores), no GPU" == vae[5]
-    cells = by_label["validation bits per character by cell rnn / lstm / gru, task defaults"]
-    assert cells[1] == "rnn: not run · lstm: 2.04 · gru: not run"  # the run's cell is the default, lstm
+    # the two seeds of λ = 1 (the sweep's settings are the same in both budgets); the smoke and the failed run
+    # are not results
+    assert vae[1] == "0: not run · 1: 122 ± 2.8 (n = 2) · 10: not run · 100: not run"
+    assert vae[2] == "same settings as cpu"
+    assert "python run.py task=vae seed=1" in vae[7] and "Test CPU (2 cores), no GPU" == vae[6]
+    assert not any("2.04" in cell for row in data_rows for cell in row)  # `task=charlm` is no declared row
     for row in data_rows:  # every measured row names its command; no other row shows a number
-        if len(row) == 7:
-            assert (row[1] == "not run") == (row[6] == ""), row
+        if len(row) == 8:
+            assert (
+                row[1] in ("not run", "not in this budget")
+                and row[2] in ("not run", "not in this budget", "same settings as cpu")
+            ) == (row[7] == ""), row
     assert "not run" in (out / "README.md").read_text()
     assert any(row[:1] == ["vae"] and "0.9" in row[1] for row in page.rows)  # the bench result
 
@@ -121,6 +137,11 @@ def test_a_record_keeps_the_runs_and_the_report_reads_it_without_the_outputs(res
     path = report.record(sweep, records)
     assert path.parent.name == "vae" and len(json.loads(path.read_text())["runs"]) == 2
     spec, course = report.load_spec()
+    rows = report.build_rows(report.collect_runs([], records), spec, course)
+    row = next(r for r in rows if r.label == MAIN_JOB_ROW)
+    # a record of the sweep's folder is no declared run's record: its runs fill no row
+    assert row.measured == "not run"
+    path = report.record(sweep, records, name="vae_main")  # the main run's declared record
     rows = report.build_rows(report.collect_runs([], records), spec, course)
     row = next(r for r in rows if r.label == MAIN_JOB_ROW)
     assert row.measured.startswith("0: not run · 1: 122 ± 2.8 (n = 2)") and row.date == "2026-12-01"
@@ -134,13 +155,14 @@ def test_the_readme_block_is_rewritten_from_the_records(tmp_path):
     assert report.rewrite_readme(readme, rows)
     text = readme.read_text()
     assert text.startswith("# title") and text.rstrip().endswith("rest") and "hand-written" not in text
-    assert text.count("not run") == sum(row.readme for row in rows) > 0
+    figures = [cell for row in rows if row.readme for cell in report.budget_cells(row)]
+    assert text.count("not run") == figures.count("not run") > 0
     assert not report.rewrite_readme(readme, rows)  # idempotent
 
 
 def test_every_course_number_a_row_names_exists():
     spec, course = report.load_spec()
-    named = {row["course"] for rows in spec.values() for row in rows if row.get("course")}
+    named = {row["course"] for task in spec.values() for row in task.rows if row.get("course")}
     assert named <= set(course), named - set(course)
     assert all(isinstance(item["value"], int | float) and item["report"] for item in course.values())
 
@@ -156,15 +178,64 @@ def test_the_readme_results_block_matches_the_committed_records():
     assert report.readme_block(rows) in readme, "run `python -m hw2lab.report --readme`"
 
 
-def test_every_bench_row_finds_its_figure_in_its_committed_record():
-    """A row naming a bench record that exists must resolve (a typo in `at` or `metric` would say 'not run')."""
+def committed_rows() -> list:
     spec, course = report.load_spec()
-    benches = report.load_bench_records(REPO_ROOT / "results")
-    for task, entries in spec.items():
-        for entry in entries:
-            if entry.get("bench") in benches:
-                (row,) = report.build_rows([], {task: [entry]}, course, benches)
-                assert row.measured != "not run" and row.beside, entry["label"]
+    records = REPO_ROOT / "results"
+    return report.build_rows(
+        report.collect_runs([], records), spec, course, report.load_bench_records(records)
+    )
+
+
+def test_a_row_shows_a_figure_exactly_where_its_runs_record_exists():
+    """A typo in `where`, `at` or `metric` would say "not run" beside a record that holds the figure; a
+    figure without its run's record would come from elsewhere."""
+    for row in committed_rows():
+        for budget in ("cpu", "full"):
+            if all(spec.tokens(budget) is None for spec in row.specs):
+                assert row.figures[budget].measured == "not in this budget", row.label
+                continue
+            keys = {key for spec in row.specs for key in spec.record_keys(budget)}
+            recorded = any((REPO_ROOT / "results" / f"{key}.json").is_file() for key in keys)
+            assert (row.figures[budget].measured != "not run") == recorded, (row.label, budget)
+            assert {source.record for source in row.figures[budget].sources} <= keys, row.label
+
+
+def test_every_readme_row_has_a_run_with_a_command():
+    spec, _ = report.load_spec()
+    for task in spec.values():
+        for entry in task.rows:
+            if entry.get("readme", True):
+                for run in task.runs_of(entry):
+                    assert run.command.startswith("python ") and run.tokens("full"), entry["label"]
+
+
+def test_runs_that_compose_to_the_same_command_agree():
+    """Two declared runs of a task with the same command would give one result two budgets or records; two
+    runs with one record would overwrite each other."""
+    spec, _ = report.load_spec()
+    for task in spec.values():
+        by_command, by_record = {}, {}
+        for run in task.runs.values():
+            for budget in ("smoke", "cpu", "full"):
+                command = run.command_for(budget)
+                if command:
+                    other = by_command.setdefault((budget, command), run)
+                    assert (other.budgets, other.record) == (run.budgets, run.record), (other.id, run.id)
+            other = by_record.setdefault(run.record, run)
+            assert other is run, (other.id, run.id, run.record)
+
+
+def test_every_committed_record_belongs_to_a_declared_run():
+    spec, _ = report.load_spec()
+    declared = {
+        key
+        for task in spec.values()
+        for run in task.runs.values()
+        for key in (run.record_key("full"), run.record_key("cpu"))
+    }
+    records = REPO_ROOT / "results"
+    committed = {path.relative_to(records).with_suffix("").as_posix() for path in records.glob("**/*.json")}
+    assert committed <= declared, committed - declared
 
 
 def test_a_row_takes_only_runs_of_exactly_its_configuration():
@@ -220,13 +291,34 @@ def write_covid_bench(path: Path) -> Path:
     return path
 
 
-BENCH_ROW = {
-    "label": "test accuracy, GRU",
-    "bench": "covid/course-L7",
-    "at": ["settings", {"interval": 7, "cell": "gru"}],
-    "metric": ["runs", "*", "test/acc"],
-    "best_of": ["acc_hgb", "acc_reversal"],
-}
+BENCH_DECLARATION = """
+runs:
+  course_L7:
+    command: python bench/covid.py --intervals 7
+    record: results/covid/course-L7.json
+  jhu_L7:
+    command: python bench/covid.py --intervals 7 data=covid_jhu
+    record: results/covid/jhu-L7.json
+rows:
+  - label: test accuracy, GRU
+    run: course_L7
+    at: [settings, {interval: 7, cell: gru}]
+    metric: [runs, "*", test/acc]
+    best_of: [acc_hgb, acc_reversal]
+  - label: test accuracy and AUROC by cell
+    run: course_L7
+    at: [settings, {interval: 7}]
+    metrics: {accuracy: [runs, "*", test/acc], AUROC: [runs, "*", test/auroc]}
+    over: {cell: [gru, lstm]}
+  - label: missing record
+    run: jhu_L7
+    at: [settings, {interval: 7, cell: gru}]
+    metric: [runs, "*", test/acc]
+  - label: elsewhere in the record
+    run: course_L7
+    at: [settings, {interval: 3, cell: gru}]
+    metric: [runs, "*", test/acc]
+"""
 
 
 def test_a_bench_record_keeps_the_summary_and_each_runs_scores_without_the_machines_paths(tmp_path):
@@ -246,34 +338,79 @@ def test_a_bench_record_keeps_the_summary_and_each_runs_scores_without_the_machi
     assert report.collect_runs([], records) == []  # a bench record is not a run
 
 
-def test_a_row_is_filled_from_a_bench_record(tmp_path):
+def test_a_row_is_filled_from_a_bench_record_in_both_budgets(tmp_path):
     records = tmp_path / "results"
     report.record(write_covid_bench(tmp_path / "course-L7.json"), records)
     benches = report.load_bench_records(records)
-    (row,) = report.build_rows([], {"covid": [BENCH_ROW]}, {}, benches)
-    assert row.measured == "0.55 ± 0.014 (n = 2)"  # the two seeds' test/acc
+    rows = report.build_rows([], declare(tmp_path, "covid", BENCH_DECLARATION), {}, benches)
+    row = row_of(rows, "test accuracy, GRU")
+    # the bench's cpu and full budgets run the same command, so its one record fills both
+    assert row.figures["cpu"].measured == row.figures["full"].measured == "0.55 ± 0.014 (n = 2)"
     assert row.beside == {"best baseline": "reversal 0.6"}
     assert row.commands == ["python bench/covid.py --intervals 7"] and row.date == "2026-12-01"
     assert row.machine == "Test CPU (2 cores), no GPU"
+    # one figure per cell, both metrics: the GRU's two seeds, the LSTM's one
+    by_cell = row_of(rows, "test accuracy and AUROC by cell")
+    assert by_cell.measured == "gru: 0.55 ± 0.014 (n = 2) / not run · lstm: 0.5 / not run"
 
 
 def test_a_row_without_its_result_says_not_run_and_names_no_command(tmp_path):
     records = tmp_path / "results"
     report.record(write_covid_bench(tmp_path / "course-L7.json"), records)
     benches = report.load_bench_records(records)
-    missing = {**BENCH_ROW, "bench": "covid/jhu-L7"}
-    elsewhere = {**BENCH_ROW, "at": ["settings", {"interval": 3, "cell": "gru"}]}
-    series = {
-        "label": "val bpc by cell",
-        "metric": "val/bpc",
-        "where": {"task": "charlm"},
-        "over": {"cell": ["rnn", "gru"]},
-    }
-    rows = report.build_rows([], {"covid": [missing, elsewhere], "charlm": [series]}, {}, benches)
+    declared = declare(tmp_path, "covid", BENCH_DECLARATION)
+    declared.update(
+        declare(
+            tmp_path,
+            "charlm",
+            "runs: {cells: {command: python run.py -m task=charlm cell=rnn,gru, record: results/charlm/cells.json}}\n"
+            "rows: [{label: val bpc by cell, run: cells, metric: val/bpc, where: {task: charlm},"
+            " over: {cell: [rnn, gru]}}]\n",
+        )
+    )
+    rows = report.build_rows([], declared, {}, benches)
+    rows = [
+        row for row in rows if row.label in ("missing record", "elsewhere in the record", "val bpc by cell")
+    ]
+    assert len(rows) == 3
     for row in rows:
         assert row.measured == "not run" and row.commands == [] and row.beside == {} and row.date == ""
     lines = report.markdown_table(rows, with_machine=False)[2:]
-    assert all(line.endswith("| not run |  |  |  |  |") for line in lines), lines
+    assert all(" | not run | same settings as cpu |  |  |  | `python " in line for line in lines), lines
+
+
+def test_a_budget_that_changes_the_settings_has_its_own_figure(tmp_path):
+    """cpu runs fewer epochs than the course: the full record fills the full figure only, and a cpu record
+    of the changed settings the cpu one; a run left out of a budget says so."""
+    declared = declare(
+        tmp_path,
+        "vae",
+        "runs:\n"
+        "  anime: {command: python run.py experiment=vae_conv_anime, record: results/vae/anime.json,"
+        " cpu: [trainer.max_epochs=20]}\n"
+        "  tried: {command: python run.py experiment=vae_conv_anime data.batch_size=8,"
+        " record: results/vae/tried.json, cpu: skip}\n"
+        "rows:\n"
+        "  - {label: anime, run: anime, metric: test/neg_elbo, where: {experiment: vae_conv_anime}}\n"
+        "  - {label: tried, run: tried, metric: test/neg_elbo, where: {experiment: vae_conv_anime,"
+        " data.batch_size: 8}}\n",
+    )
+
+    def run(overrides: list[str], value: float, record: str) -> report.Run:
+        command = " ".join(["python run.py", *overrides])
+        return report.Run(
+            "vae", command, "2026-12-01", MACHINE, overrides, {"test/neg_elbo": value}, record=record
+        )
+
+    full = run(["experiment=vae_conv_anime"], 6777.0, "vae/anime")
+    rows = report.build_rows([full], declared, {})
+    anime, tried = row_of(rows, "anime"), row_of(rows, "tried")
+    assert (anime.figures["cpu"].measured, anime.figures["full"].measured) == ("not run", "6777")
+    assert tried.figures["cpu"].measured == "not in this budget"
+    cpu = run(["experiment=vae_conv_anime", "trainer.max_epochs=20"], 6790.0, "vae/cpu/anime")
+    anime = row_of(report.build_rows([full, cpu], declared, {}), "anime")
+    assert (anime.figures["cpu"].measured, anime.figures["full"].measured) == ("6790", "6777")
+    assert anime.declared_commands == ["python run.py experiment=vae_conv_anime"]
 
 
 def test_readme_commands_leave_out_logging_and_merge_a_sweeps_jobs():

@@ -1,13 +1,15 @@
 """The report of what hw2lab measured (`python -m hw2lab.report`, see cli.py), from result files only.
 
-runs.py reads the runs, records.py writes and reads the committed records, rows.py fills the rows a task
-shows, markdown.py writes the tables and README's block, page.py the HTML page; cli.py is the command.
+runs.py reads the runs, records.py writes and reads the committed records, rows.py fills the rows each task
+declares (conf/results/<task>.yaml, read by hw2lab.tools.declared), markdown.py writes the tables and
+README's block, page.py the HTML page; cli.py is the command.
 """
 
 from hw2lab.tools.report.cli import main
 from hw2lab.tools.report.markdown import (
     README_BEGIN,
     README_END,
+    budget_cells,
     compact_commands,
     markdown_table,
     readme_block,
@@ -24,6 +26,7 @@ __all__ = [
     "Row",
     "Run",
     "as_typed",
+    "budget_cells",
     "build_rows",
     "collect_runs",
     "compact_commands",

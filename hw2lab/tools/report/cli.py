@@ -8,8 +8,8 @@
 Sources: the committed records in `results/` (small JSON files written by `--record`: per run its command,
 date, machine, overrides and metrics; per bench result its command, date, machine and result without the
 per-run bulk), every finished run's `metrics.json` under `outputs/` and `multirun/` (with its `figures/`),
-each sweep's `comparison.png`, and the bench JSON files in `bench/results/`. The rows a task shows are
-`hw2lab/tools/report/data/rows.yaml`; the course reports' numbers are
+each sweep's `comparison.png`, and the bench JSON files in `bench/results/`. The rows a task shows, and the
+run behind each, are declared in `conf/results/<task>.yaml`; the course reports' numbers are
 `hw2lab/tools/report/data/course_reports.yaml`.
 A row with no matching result says "not run": the report never shows a number that no result file holds.
 """

@@ -41,15 +41,23 @@ def compact_commands(commands: list[str]) -> list[str]:
     return sorted(dict.fromkeys(shown))
 
 
+def budget_cells(row: Row) -> list[str]:
+    """The cpu and the full figure of a row; "same settings" where both budgets compute the same thing."""
+    cpu, full = row.figures["cpu"].measured, row.figures["full"].measured
+    return [cpu, "same settings as cpu" if row.same_settings else full]
+
+
 def markdown_table(rows: list[Row], with_machine: bool = True) -> list[str]:
-    """The rows as a markdown table; without the machine column (README's form) the commands are compact."""
-    header = ["task", "figure", "measured", "course report", "beside it (same runs)", "date"]
+    """The rows as a markdown table: with the machine, the commands of the records behind each figure (the
+    report); without (README's form), the declared commands that produce the row."""
+    header = ["task", "figure", "cpu budget", "full budget (the course's settings)", "course report"]
+    header += ["beside it (same runs)", "date"]
     header += ["machine", "command"] if with_machine else ["command"]
     cells = []
     for row in rows:
-        commands = row.commands if with_machine else compact_commands(row.commands)
+        commands = compact_commands(row.commands) if with_machine else row.declared_commands
         command = "<br>".join(f"`{c}`" for c in commands)
-        cells.append([row.task, row.label, row.measured, course_text(row), beside_text(row), row.date])
+        cells.append([row.task, row.label, *budget_cells(row), course_text(row), beside_text(row), row.date])
         cells[-1] += [row.machine if row.sources else "", command] if with_machine else [command]
     return tables.markdown_table(header, cells)
 

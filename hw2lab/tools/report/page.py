@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 from hw2lab import tables
-from hw2lab.tools.report.markdown import markdown_table
-from hw2lab.tools.report.rows import Row, beside_text, course_text, machine_text
+from hw2lab.tools.report.markdown import budget_cells, markdown_table
+from hw2lab.tools.report.rows import NOT_IN_BUDGET, NOT_RUN, Row, beside_text, course_text, machine_text
 
 
 def _html_with_code(text: str) -> str:
@@ -100,15 +100,30 @@ STYLE = (
 )
 
 
+NOT_RUN_CELL = '<td class="notrun">'
+
+
 def _html_table(rows: list[Row]) -> str:
-    header = ["figure", "measured", "course report", "beside it (same runs)", "date", "machine", "command"]
+    header = [
+        "figure",
+        "cpu budget",
+        "full budget",
+        "course report",
+        "beside it (same runs)",
+        "date",
+        "machine",
+    ]
+    header += ["command"]
     lines = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"]
     for row in rows:
-        measured_class = ' class="notrun"' if row.measured == "not run" else ""
         commands = "<br>".join(f"<code>{html.escape(c)}</code>" for c in row.commands)
+        figures = [
+            (NOT_RUN_CELL if text in (NOT_RUN, NOT_IN_BUDGET) else "<td>") + f"{html.escape(text)}</td>"
+            for text in budget_cells(row)
+        ]
         cells = [
             f"<td>{_html_with_code(row.label)}</td>",
-            f"<td{measured_class}>{html.escape(row.measured)}</td>",
+            *figures,
             f"<td>{html.escape(course_text(row))}</td>",
             f"<td>{html.escape(beside_text(row))}</td>",
             f"<td>{html.escape(row.date)}</td>",

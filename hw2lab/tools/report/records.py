@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hw2lab.run_files import write_json
-from hw2lab.tools.report.runs import run_from_metrics
+from hw2lab.tools.report.runs import record_key, run_from_metrics
 
 # Where a run or bench wrote its files on that machine: true there, noise in a record.
 OUTPUT_LOCATION = re.compile(r"^(paths\.output_dir|hydra\.run\.dir|hydra\.sweep\.dir|--out)=")
@@ -27,15 +27,16 @@ def portable(tokens: list[str]) -> list[str]:
     return kept
 
 
-def record(source: Path, records: Path) -> Path:
+def record(source: Path, records: Path, name: str | None = None) -> Path:
     """Commit-sized record of a run or sweep folder, or of a bench result file (see `record_bench`).
 
     A run's or sweep's record holds per finished run its command, date, machine, overrides,
-    hyper-parameters and metrics (no figures, no checkpoints), in `results/<task>/<folder name>.json`."""
+    hyper-parameters and metrics (no checkpoints), in `results/<task>/<name>.json` (`name`: the folder's
+    name by default; it may hold a folder, e.g. `cpu/kl_tibetan`)."""
     if source.name == "metrics.json":
         source = source.parent
     if source.is_file():
-        return record_bench(source, records)
+        return record_bench(source, records, name)
     paths = (
         [source / "metrics.json"]
         if (source / "metrics.json").is_file()
@@ -44,7 +45,7 @@ def record(source: Path, records: Path) -> Path:
     runs = [run for run in map(run_from_metrics, paths) if run is not None]
     if not runs:
         raise SystemExit(f"error: no finished run (metrics.json with status ok) in {source}")
-    target = records / runs[0].task / f"{_record_name(source)}.json"
+    target = records / runs[0].task / f"{name or _record_name(source)}.json"
     payload = {
         "runs": [
             {
@@ -72,8 +73,9 @@ def _record_name(folder: Path) -> str:
 BENCH_RUN_KEYS = re.compile(r"^(seed|origin|fold|test/[^_]+)$")
 
 
-def record_bench(path: Path, records: Path) -> Path:
-    """Record of a bench result (`write_bench_result`'s JSON) in `results/<bench>/<file stem>.json`: its
+def record_bench(path: Path, records: Path, name: str | None = None) -> Path:
+    """Record of a bench result (`write_bench_result`'s JSON) in `results/<bench>/<name>.json` (by default
+    the file's stem): its
     command (without `--out`), date, machine and result, where each run in a list named `runs` keeps only
     BENCH_RUN_KEYS (training curves and baselines repeated per seed are bulk; the summaries stay)."""
     data = json.loads(path.read_text())
@@ -87,7 +89,7 @@ def record_bench(path: Path, records: Path) -> Path:
         "machine": data["machine"],
         "result": _compact(data["result"]),
     }
-    target = records / data["bench"] / f"{path.stem}.json"
+    target = records / data["bench"] / f"{name or path.stem}.json"
     return write_json(target, payload, indent=1, sort_keys=True)
 
 
@@ -105,12 +107,14 @@ def _compact(value: Any, key: str = "") -> Any:
 
 
 def load_bench_records(records: Path) -> dict[str, dict[str, Any]]:
-    """The committed bench records by the name a row gives them: `<bench>/<file stem>`."""
+    """The committed bench records by their path in results/ without `.json` (`covid/course-L7`,
+    `covid/cpu/course-L7`), as a run's declaration names its record."""
     found = {}
-    for path in sorted(records.glob("*/*.json")) if records.is_dir() else []:
+    for path in sorted(records.glob("**/*.json")) if records.is_dir() else []:
         data = json.loads(path.read_text())
         if "bench" in data:
-            found[f"{path.parent.name}/{path.stem}"] = {**data, "source": str(path)}
+            key = record_key(path, records)
+            found[key] = {**data, "source": str(path), "record": key}
     return found
 
 

@@ -28,6 +28,7 @@ class Run:
     hparams: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # the metrics.json or record it came from
     figures: list[Path] = field(default_factory=list)
+    record: str = ""  # a committed record's path in results/ without `.json` (e.g. `vae/kl_tibetan`)
 
     @property
     def settings(self) -> dict[str, str]:
@@ -109,8 +110,14 @@ def run_from_metrics(path: Path) -> Run | None:
     )
 
 
+def record_key(path: Path, records: Path) -> str:
+    """A record's name as rows and runs give it: its path in results/ without `.json`."""
+    return path.relative_to(records).with_suffix("").as_posix()
+
+
 def collect_runs(roots: list[Path], records: Path) -> list[Run]:
-    """Every finished, non-smoke run below `roots`, and every run of the committed records."""
+    """Every finished, non-smoke run below `roots` (outputs/, multirun/, reproduce/), and every run of the
+    committed records (each with its record's figure, `<record>.png`, where one is committed)."""
     runs = []
     for root in roots:
         for path in sorted(root.glob("**/metrics.json")) if root.is_dir() else []:
@@ -119,14 +126,15 @@ def collect_runs(roots: list[Path], records: Path) -> list[Run]:
                 runs.append(run)
     seen = {(r.command, r.date, json.dumps(r.metrics, sort_keys=True)) for r in runs}
     for path in sorted(records.glob("**/*.json")) if records.is_dir() else []:
+        figure = path.with_suffix(".png")
         for item in json.loads(path.read_text()).get("runs", []):
             run = Run(
                 **{k: item[k] for k in ("task", "command", "date", "machine", "overrides", "metrics")},
                 hparams=item.get("hparams", {}),
                 source=str(path),
+                figures=[figure] if figure.is_file() else [],
+                record=record_key(path, records),
             )
-            key = (run.command, run.date, json.dumps(run.metrics, sort_keys=True))
-            if key not in seen:
-                seen.add(key)
-                runs.append(run)
+            if (run.command, run.date, json.dumps(run.metrics, sort_keys=True)) not in seen:
+                runs.append(run)  # a run also found in the outputs is shown once, from there
     return runs
