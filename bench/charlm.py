@@ -87,7 +87,7 @@ def bpc_after(cfg, datamodule: CharTextDataModule, minutes: float) -> tuple[floa
         num_sanity_val_steps=0,
     )
     trainer.fit(module, datamodule=datamodule)
-    (result,) = trainer.validate(module, datamodule=datamodule, verbose=False)
+    result = trainer.validate(module, datamodule=datamodule, verbose=False)[0]  # [0]: the streamed loader
     epochs = trainer.global_step / len(datamodule.train_dataloader())
     return result["val/bpc"], trainer.global_step, epochs
 

@@ -1,4 +1,4 @@
-"""Characters of one plain-text file, batched for a recurrent language model.
+"""Characters of one plain-text file, batched for a character-level language model.
 
 The text is split contiguously (first 90 % train, last 10 % validation by default, as char-rnn and nanoGPT
 do), the vocabulary is the set of characters of the training part, and the whole split lives in memory as
@@ -9,9 +9,15 @@ one tensor of character ids. Two batchings:
   model carries its hidden state from one batch to the next (detached: truncated BPTT) and resets it when
   a batch says `reset` (the first chunk of an epoch). The order is the same every epoch: no shuffling.
 - `random`: each batch is `batch_size` windows of `time_step` characters at random offsets (seeded, a new
-  draw every epoch); no state is carried, every batch starts from zeros.
+  draw every epoch); no state is carried, every batch starts from zeros (the GPT trains this way).
 
-Validation and test always use `stream`, so BPC covers every character of the split with the state carried.
+An epoch is one pass over the training text unless `batches_per_epoch` makes it shorter (more validation
+points on a learning curve); a stream then continues in the next epoch where the last one stopped.
+
+Validation and test are scored twice, as two dataloaders:
+0. `stream`: every character of the split once, the state carried (`eval_batch_size` streams);
+1. nanoGPT's windows (`EvalWindows`): `eval_windows` windows of `eval_window_length` characters at random
+   offsets, each read from a fresh state, drawn once from the seed (the same windows every epoch).
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from hw2lab.errors import HW2LabError, check
 log = logging.getLogger("hw2lab")
 
 MODES = ("stream", "random")
+# Evaluation windows per batch (nanoGPT's batch size; the score does not depend on it).
+WINDOWS_PER_BATCH = 64
 # Targets of padding positions (the tail of the last stream): cross-entropy skips them.
 IGNORE_INDEX = -100
 
@@ -98,11 +106,19 @@ class StreamChunks:
 
     The n - 1 (input, next character) pairs of a split of n characters are laid out row-major in a
     (batch_size, stream_length) grid, stream_length = ceil((n - 1) / batch_size); the last row's tail is
-    padding (targets IGNORE_INDEX), so every pair is scored exactly once. Batch k holds columns
+    padding (targets IGNORE_INDEX), so every pair is scored exactly once. Chunk k holds columns
     [k * time_step, (k + 1) * time_step) of the grid (the last one may be shorter).
+
+    An epoch is one pass (all chunks, the first one `reset`) unless `batches_per_epoch` is given: then
+    epoch e yields chunks e * batches_per_epoch, ... of an endless repetition of the passes, so an epoch
+    continues where the last one stopped and `reset` comes at the start of each pass. Lightning calls
+    `sampler.set_epoch(epoch)` at every epoch start (this object answers as its own sampler), so a resumed
+    run reads what an uninterrupted one would.
     """
 
-    def __init__(self, ids: torch.Tensor, batch_size: int, time_step: int) -> None:
+    def __init__(
+        self, ids: torch.Tensor, batch_size: int, time_step: int, batches_per_epoch: int | None = None
+    ) -> None:
         pairs = len(ids) - 1
         check(pairs >= 1, f"a split of {len(ids)} characters has no (input, next character) pair")
         self.batch_size = min(batch_size, pairs)
@@ -114,26 +130,44 @@ class StreamChunks:
         self.inputs = inputs.view(self.batch_size, stream_length)
         self.targets = targets.view(self.batch_size, stream_length)
         self.pairs = pairs
+        self.chunks = -(-stream_length // time_step)
+        self.batches = batches_per_epoch or self.chunks
+        self.epoch = 0
+        self.sampler = self
+        self.batch_sampler = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-self.inputs.shape[1] // self.time_step)
+        return self.batches
 
     def __iter__(self) -> Iterator[CharBatch]:
-        for chunk in range(len(self)):
+        first = self.epoch * self.batches
+        for index in range(first, first + self.batches):
+            chunk = index % self.chunks
             columns = slice(chunk * self.time_step, (chunk + 1) * self.time_step)
             yield CharBatch(self.inputs[:, columns], self.targets[:, columns], reset=chunk == 0)
+        self.epoch += 1
 
 
 class RandomWindows:
     """`batch_size` windows of `time_step` + 1 characters at random offsets per batch; as many batches per
-    epoch as a stream pass has (about one pass over the characters).
+    epoch as a stream pass has (about one pass over the characters), or `batches_per_epoch`.
 
     Each epoch's draw depends only on (seed, epoch): Lightning calls `sampler.set_epoch(epoch)` at every
     epoch start (this object answers as its own sampler), so a resumed run draws what an uninterrupted one
     would. Without a trainer the epoch advances on every full pass.
     """
 
-    def __init__(self, ids: torch.Tensor, batch_size: int, time_step: int, seed: int) -> None:
+    def __init__(
+        self,
+        ids: torch.Tensor,
+        batch_size: int,
+        time_step: int,
+        seed: int,
+        batches_per_epoch: int | None = None,
+    ) -> None:
         check(
             len(ids) > time_step,
             f"time_step {time_step} needs more than {time_step} training characters, got {len(ids)}",
@@ -145,7 +179,7 @@ class RandomWindows:
         self.epoch = 0
         self.sampler = self
         self.batch_sampler = None
-        self.batches = max(1, (len(ids) - 1) // (batch_size * time_step))
+        self.batches = batches_per_epoch or max(1, (len(ids) - 1) // (batch_size * time_step))
         self.offsets = torch.arange(time_step + 1)
 
     def set_epoch(self, epoch: int) -> None:
@@ -165,6 +199,31 @@ class RandomWindows:
         self.epoch += 1
 
 
+class EvalWindows:
+    """nanoGPT's evaluation batches: `count` windows of `length` + 1 characters at random offsets of `ids`
+    (input = the first `length`, target = the last `length`), drawn once from `seed`, so every epoch and
+    every run with that seed scores the same windows; each batch says `reset`: every window is read from a
+    fresh state. nanoGPT draws its offsets the same way (uniform over [0, len - length)), afresh per eval.
+    """
+
+    def __init__(
+        self, ids: torch.Tensor, count: int, length: int, seed: int, batch_size: int = WINDOWS_PER_BATCH
+    ) -> None:
+        check(len(ids) > length, f"windows of {length} characters need more than {length}, got {len(ids)}")
+        self.ids, self.batch_size = ids, batch_size
+        generator = torch.Generator().manual_seed(seed)
+        self.starts = torch.randint(0, len(ids) - length, (count,), generator=generator)
+        self.offsets = torch.arange(length + 1)
+
+    def __len__(self) -> int:
+        return -(-len(self.starts) // self.batch_size)
+
+    def __iter__(self) -> Iterator[CharBatch]:
+        for batch_starts in self.starts.split(self.batch_size):
+            windows = self.ids[batch_starts[:, None] + self.offsets]
+            yield CharBatch(windows[:, :-1], windows[:, 1:], reset=True)
+
+
 class CharTextDataModule(L.LightningDataModule):
     """A plain UTF-8 text file (Tiny Shakespeare by default) as character ids, split and batched."""
 
@@ -180,6 +239,9 @@ class CharTextDataModule(L.LightningDataModule):
         time_step: int = 64,
         mode: str = "stream",
         eval_batch_size: int = 4,
+        eval_windows: int = 512,
+        eval_window_length: int = 256,
+        batches_per_epoch: int | None = None,
         seed: int = 42,
     ) -> None:
         super().__init__()
@@ -187,6 +249,12 @@ class CharTextDataModule(L.LightningDataModule):
         check(batch_size >= 1, f"data.batch_size must be >= 1, got {batch_size}")
         check(eval_batch_size >= 1, f"data.eval_batch_size must be >= 1, got {eval_batch_size}")
         check(time_step >= 1, f"time_step must be >= 1, got {time_step}")
+        check(eval_windows >= 0, f"data.eval_windows must be >= 0 (0: off), got {eval_windows}")
+        check(eval_window_length >= 1, f"data.eval_window_length must be >= 1, got {eval_window_length}")
+        check(
+            batches_per_epoch is None or batches_per_epoch >= 1,
+            f"data.batches_per_epoch must be >= 1 or null (one pass), got {batches_per_epoch}",
+        )
         split_text("x" * 100, list(split))  # validates the fractions now, before any file is read
         self.data_dir, self.file, self.url, self.sha256 = data_dir, file, url, sha256
         self.download = download
@@ -195,6 +263,8 @@ class CharTextDataModule(L.LightningDataModule):
         self.time_step = time_step
         self.mode = mode
         self.eval_batch_size = eval_batch_size
+        self.eval_windows, self.eval_window_length = eval_windows, eval_window_length
+        self.batches_per_epoch = batches_per_epoch
         self.seed = seed
         self.vocabulary: Vocabulary | None = None
         self.splits: dict[str, torch.Tensor] = {}
@@ -223,6 +293,12 @@ class CharTextDataModule(L.LightningDataModule):
             self.splits[name] = self.vocabulary.encode(part, f"{name} text")
         if len(self.splits.get("test", ())) < 2:
             self.splits["test"] = self.splits["val"]  # no test part: test = the validation stream
+        for name in ("val", "test"):
+            check(
+                not self.eval_windows or len(self.splits[name]) > self.eval_window_length,
+                f"the {name} text has {len(self.splits[name])} characters, too few for evaluation windows of "
+                f"{self.eval_window_length} (data.eval_window_length); lower it or set data.eval_windows=0",
+            )
         log.info(
             "text %s: %d characters, vocabulary %d, train/val/test = %d/%d/%d characters (%s batches)",
             path,
@@ -235,14 +311,25 @@ class CharTextDataModule(L.LightningDataModule):
     def train_dataloader(self) -> StreamChunks | RandomWindows:
         if self._train_batches is None:
             ids = self.splits["train"]
+            per_epoch = self.batches_per_epoch
             if self.mode == "stream":
-                self._train_batches = StreamChunks(ids, self.batch_size, self.time_step)
+                self._train_batches = StreamChunks(ids, self.batch_size, self.time_step, per_epoch)
             else:
-                self._train_batches = RandomWindows(ids, self.batch_size, self.time_step, self.seed)
+                self._train_batches = RandomWindows(
+                    ids, self.batch_size, self.time_step, self.seed, per_epoch
+                )
         return self._train_batches
 
-    def val_dataloader(self) -> StreamChunks:
-        return StreamChunks(self.splits["val"], self.eval_batch_size, self.time_step)
+    def val_dataloader(self) -> list[StreamChunks | EvalWindows]:
+        return self._scoring("val")
 
-    def test_dataloader(self) -> StreamChunks:
-        return StreamChunks(self.splits["test"], self.eval_batch_size, self.time_step)
+    def test_dataloader(self) -> list[StreamChunks | EvalWindows]:
+        return self._scoring("test")
+
+    def _scoring(self, name: str) -> list[StreamChunks | EvalWindows]:
+        """The split's stream (dataloader 0) and, unless eval_windows is 0, its windows (dataloader 1)."""
+        ids = self.splits[name]
+        loaders: list[StreamChunks | EvalWindows] = [StreamChunks(ids, self.eval_batch_size, self.time_step)]
+        if self.eval_windows:
+            loaders.append(EvalWindows(ids, self.eval_windows, self.eval_window_length, self.seed))
+        return loaders

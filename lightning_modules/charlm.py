@@ -1,10 +1,18 @@
-"""A character-level language model: embedding -> RNN/LSTM/GRU -> linear, scored in bits per character.
+"""A character-level language model: a recurrent net or a GPT (lightning_modules.charlm_nets), trained
+to predict the next character and scored in nats and bits per character.
 
-Training is truncated backpropagation through time: the hidden state left by one batch is detached and
-fed to the next (the datamodule's stream batching makes row b of batch k+1 continue row b of batch k), and
-it is reset when a batch says so (the first chunk of an epoch, or every batch of the random-window mode).
-Validation carries the state the same way over the whole validation stream, so val/bpc is the model's
-cross-entropy on every validation character, in bits: nats / ln 2.
+Training of the RNNs is truncated backpropagation through time: the hidden state left by one batch is
+detached and fed to the next (the datamodule's stream batching makes row b of batch k+1 continue row b of
+batch k), and it is reset when a batch says so (the start of a stream pass, or every batch of the
+random-window mode). The GPT carries no state: it trains on random windows of its context.
+
+Validation and test score two ways (the datamodule's two dataloaders):
+- streamed, `val/loss` (nats) and `val/bpc` (bits = nats / ln 2): every character of the split once. The
+  RNNs carry their state over the whole stream; the GPT reads the stream in non-overlapping blocks of
+  `time_step` (= its context) characters, each block on its own, so a character at offset i of its block
+  is predicted from the i characters before it in that block.
+- nanoGPT's protocol, `val/window_nll` and `val/window_bpc`: the mean cross-entropy over every position of
+  seeded random windows (256 characters by default), each read from a fresh state (hidden = None).
 
 The vocabulary comes from the training text, so the network (`net`, a partial taking the vocabulary size) is
 built in `setup`, once the datamodule has read the file, and the vocabulary travels in the checkpoint.
@@ -17,58 +25,26 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from torch import nn
+from lightning.pytorch.trainer.states import TrainerFn
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from datamodules.charlm import IGNORE_INDEX, CharBatch, Vocabulary
 from hw2lab.errors import check
-from hw2lab.training import RECURRENT_CELLS, TaskModule, eval_mode
+from hw2lab.training import TaskModule, eval_mode
 
-Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
-
-
-class CharRNN(nn.Module):
-    """Embedding, a stack of recurrent layers, and a linear read-out to next-character logits."""
-
-    def __init__(
-        self,
-        vocab_size: int,
-        cell: str = "lstm",
-        embedding_dim: int = 64,
-        hidden_size: int = 256,
-        num_layers: int = 2,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        check(cell in RECURRENT_CELLS, f"cell must be one of {tuple(RECURRENT_CELLS)}, got {cell!r}")
-        check(embedding_dim >= 1, f"model.net.embedding_dim must be >= 1, got {embedding_dim}")
-        check(hidden_size >= 1, f"model.net.hidden_size must be >= 1, got {hidden_size}")
-        check(num_layers >= 1, f"model.net.num_layers must be >= 1, got {num_layers}")
-        check(0.0 <= dropout < 1.0, f"model.net.dropout must be in [0, 1), got {dropout}")
-        self.cell = cell
-        self.embedding = nn.Embedding(vocab_size, embedding_dim)
-        # nn.RNN uses tanh; dropout applies between recurrent layers (not inside the recurrence).
-        self.rnn = RECURRENT_CELLS[cell](
-            embedding_dim,
-            hidden_size,
-            num_layers,
-            batch_first=True,
-            dropout=dropout if num_layers > 1 else 0.0,
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_size, vocab_size)
-
-    def forward(self, ids: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
-        """ids (batch, time) -> logits (batch, time, vocab) and the hidden state after the last step."""
-        output, hidden = self.rnn(self.embedding(ids), hidden)
-        return self.head(self.dropout(output)), hidden
+# CharRNN is re-exported: older checkpoints and configs name lightning_modules.charlm.CharRNN.
+from lightning_modules.charlm_nets import CharNet, CharRNN, Hidden  # noqa: F401
 
 
-def detach_hidden(hidden: Hidden) -> Hidden:
-    """Cut the graph between chunks (truncated BPTT) while keeping the values."""
+def detach_hidden(hidden: Hidden | None) -> Hidden | None:
+    """Cut the graph between chunks (truncated BPTT) while keeping the values (None: a net without state)."""
+    if hidden is None:
+        return None
     if isinstance(hidden, tuple):
         return tuple(h.detach() for h in hidden)
     return hidden.detach()
@@ -80,8 +56,29 @@ def bits_per_character(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return nats / math.log(2)
 
 
+def warmup_cosine_decay(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 100, min_lr_ratio: float = 0.1
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """nanoGPT's schedule: the rate rises linearly over `warmup_steps` (step k at (k + 1) / (warmup + 1) of
+    the peak), then falls along half a cosine to `min_lr_ratio` of it at the last planned step."""
+    check(warmup_steps >= 0, f"scheduler warmup_steps must be >= 0, got {warmup_steps}")
+    check(0 <= min_lr_ratio <= 1, f"scheduler min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
+    total_steps = max(1, int(total_steps))
+    warmup = min(warmup_steps, total_steps - 1)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, partial(_warmup_cosine, warmup=warmup, total=total_steps, floor=min_lr_ratio)
+    )
+
+
+def _warmup_cosine(step: int, warmup: int, total: int, floor: float) -> float:
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    progress = min(1.0, (step - warmup) / max(1, total - 1 - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def plain_step(
-    net: CharRNN,
+    net: CharNet,
     optimizer: torch.optim.Optimizer,
     batch: CharBatch,
     hidden: Hidden | None,
@@ -99,7 +96,7 @@ def plain_step(
     return loss, detach_hidden(hidden)
 
 
-def stream_bpc(net: CharRNN, batches: Iterable[CharBatch]) -> float:
+def stream_bpc(net: CharNet, batches: Iterable[CharBatch]) -> float:
     """Bits per character over every scored target of a stream, the state carried (as the module scores)."""
     nats, scored, hidden = 0.0, 0, None
     with eval_mode(net):
@@ -120,16 +117,18 @@ def check_sampling(temperature: float, top_k: int | None) -> None:
 
 
 def as_config(factory: Callable | Mapping | None) -> dict | None:
-    """A partial (functools' or Hydra's) of keyword arguments as the `_partial_` config that makes it."""
+    """A partial (functools' or Hydra's) of keyword arguments as the `_partial_` config that makes it, in
+    plain values (a list setting such as AdamW's betas reaches a Hydra partial as a ListConfig, which a
+    checkpoint loaded with weights_only refuses)."""
     if factory is None or isinstance(factory, Mapping):
         return None if factory is None else dict(factory)
     target = getattr(factory, "func", factory)
     check(not getattr(factory, "args", ()), f"{factory!r}: give the settings as keywords")
-    return {
-        "_target_": f"{target.__module__}.{target.__qualname__}",
-        "_partial_": True,
-        **getattr(factory, "keywords", {}),
+    keywords = {
+        name: OmegaConf.to_container(value) if isinstance(value, ListConfig | DictConfig) else value
+        for name, value in getattr(factory, "keywords", {}).items()
     }
+    return {"_target_": f"{target.__module__}.{target.__qualname__}", "_partial_": True, **keywords}
 
 
 # Where the targets of a config given as a mapping (a checkpoint's) may come from: a checkpoint loads with
@@ -137,7 +136,7 @@ def as_config(factory: Callable | Mapping | None) -> dict | None:
 CONFIG_TARGETS = {
     "net": ("lightning_modules.", "torch.nn."),
     "optimizer": ("torch.optim.",),
-    "scheduler": ("torch.optim.lr_scheduler.", "hw2lab.training."),
+    "scheduler": ("torch.optim.lr_scheduler.", "hw2lab.training.", "lightning_modules.charlm."),
 }
 
 
@@ -155,7 +154,9 @@ def from_config(factory: Callable | Mapping | None, role: str) -> Callable | Non
 
 
 class CharLMModule(TaskModule):
-    """Trains CharRNN with truncated BPTT; logs loss (nats), bpc (bits) per epoch and training chars/s.
+    """Trains a char-LM net; logs per epoch the streamed loss (nats) and bpc (bits), the window metrics
+    (`window_nll`, `window_bpc`) for validation and test, training chars/s and the training minutes so far
+    (`train/minutes`, validation excluded: the x axis of the sweep's learning curves).
 
     `net` is a partial taking the vocabulary size (`model.net` in config); `optimizer`, `scheduler` and
     `scheduler_interval` are TaskModule's (`model.optimizer`, `model.scheduler`). Each of the three may also
@@ -165,7 +166,7 @@ class CharLMModule(TaskModule):
 
     def __init__(
         self,
-        net: Callable[[int], CharRNN] | Mapping,
+        net: Callable[[int], CharNet] | Mapping,
         optimizer: Callable[..., torch.optim.Optimizer] | Mapping,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | Mapping | None = None,
         scheduler_interval: str = "step",
@@ -188,18 +189,19 @@ class CharLMModule(TaskModule):
             logger=False,
         )
         self.make_net = net
-        self.net: CharRNN | None = None
+        self.net: CharNet | None = None
         self.vocabulary: Vocabulary | None = None
         if vocabulary is not None:
             self.build(Vocabulary(vocabulary))
         # The state carried between batches, one per stage: validation runs in the middle of a training
         # epoch's stream must not clobber it.
         self._hidden: dict[str, Hidden | None] = {}
-        # Training characters scored this epoch (on the device: no host sync per step) and the epoch's
-        # training time without the validation runs inside it, for train/chars_per_s.
+        # Training characters scored this epoch (on the device: no host sync per step), and training time
+        # without the validation runs inside it: all epochs so far, at this epoch's start, and the clock.
         self._train_chars: torch.Tensor | None = None
-        self._train_started = 0.0
-        self._validation_started = 0.0
+        self._train_seconds = 0.0
+        self._epoch_began = 0.0
+        self._clock: float | None = None
 
     def build(self, vocabulary: Vocabulary) -> None:
         """Build the network for `vocabulary` (once; a different vocabulary later is a user error)."""
@@ -213,22 +215,42 @@ class CharLMModule(TaskModule):
         self.net = self.make_net(len(vocabulary))
 
     def setup(self, stage: str) -> None:
-        vocabulary = getattr(self.trainer.datamodule, "vocabulary", None)
+        datamodule = self.trainer.datamodule
+        vocabulary = getattr(datamodule, "vocabulary", None)
         check(
             vocabulary is not None, "CharLMModule needs a datamodule with a vocabulary (CharTextDataModule)"
         )
         self.build(vocabulary)
+        context = self.net.context_size
+        if context is not None:
+            time_step = getattr(datamodule, "time_step", 0)
+            check(
+                time_step <= context,
+                f"time_step {time_step} is longer than the net's context (model.net.block_size {context})",
+            )
+            window = (
+                getattr(datamodule, "eval_window_length", 0) if getattr(datamodule, "eval_windows", 0) else 0
+            )
+            check(
+                window <= context,
+                f"the evaluation windows (data.eval_window_length {window}) are longer than the net's context "
+                f"(model.net.block_size {context}): lower the one or raise the other",
+            )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["vocabulary"] = self.vocabulary.characters
+        checkpoint["train_seconds"] = self._train_seconds
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.build(Vocabulary(checkpoint["vocabulary"]))
+        self._train_seconds = float(checkpoint.get("train_seconds", 0.0))
 
-    def forward(self, ids: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
+    def forward(self, ids: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden | None]:
         return self.net(ids, hidden)
 
     def _step(self, batch: CharBatch, stage: str) -> torch.Tensor:
+        """Score one batch as part of `stage`'s epoch means: "train", "val", "test" (streamed) or
+        "val_window", "test_window" (nanoGPT's windows: every batch `reset`, so no state comes in)."""
         hidden = None if batch.reset else self._hidden.get(stage)
         logits, hidden = self.net(batch.inputs, hidden)
         self._hidden[stage] = detach_hidden(hidden)
@@ -247,34 +269,61 @@ class CharLMModule(TaskModule):
     def training_step(self, batch: CharBatch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 
-    def validation_step(self, batch: CharBatch, batch_idx: int) -> None:
-        self._step(batch, "val")
+    def validation_step(self, batch: CharBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._step(batch, "val" if dataloader_idx == 0 else "val_window")
 
-    def test_step(self, batch: CharBatch, batch_idx: int) -> None:
-        self._step(batch, "test")
+    def test_step(self, batch: CharBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._step(batch, "test" if dataloader_idx == 0 else "test_window")
+
+    def _log_windows(self, stage: str) -> None:
+        """The window scores as `<stage>/window_nll` (nats) and `<stage>/window_bpc` (bits)."""
+        values = self.epoch_values(f"{stage}_window")
+        names = {f"{stage}_window/loss": f"{stage}/window_nll", f"{stage}_window/bpc": f"{stage}/window_bpc"}
+        if values:
+            self.log_dict(
+                {names[key]: value for key, value in values.items()}, sync_dist=True, add_dataloader_idx=False
+            )
+
+    def _fitting(self) -> bool:
+        return self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking
+
+    def _clock_training(self) -> None:
+        """Add the training time since the clock last started to the total."""
+        now = time.perf_counter()
+        if self._clock is not None:
+            self._train_seconds += now - self._clock
+        self._clock = now
 
     def on_train_epoch_start(self) -> None:
-        self._hidden.pop("train", None)
+        # No state reset here: a stream batch says when it starts a pass (an epoch may be part of one).
         self._train_chars = None
-        self._train_started = time.perf_counter()
+        self._clock = time.perf_counter()
+        self._epoch_began = self._train_seconds
 
     def on_validation_epoch_start(self) -> None:
         self._hidden.pop("val", None)
-        self._validation_started = time.perf_counter()
+        if self._fitting():
+            self._clock_training()  # validation inside a training epoch is not training time
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
-        # Validation inside a training epoch does not count as training time (chars/s).
-        self._train_started += time.perf_counter() - self._validation_started
+        self._log_windows("val")
+        if self._fitting():
+            self._clock = time.perf_counter()
 
     def on_train_epoch_end(self) -> None:
+        self._clock_training()
         if self._train_chars is None:
             return
-        elapsed = max(time.perf_counter() - self._train_started, 1e-9)
-        self.log_epoch("train", chars_per_s=self._train_chars / elapsed)
+        elapsed = max(self._train_seconds - self._epoch_began, 1e-9)
+        self.log_epoch("train", chars_per_s=self._train_chars / elapsed, minutes=self._train_seconds / 60)
 
     def on_test_epoch_start(self) -> None:
         self._hidden.pop("test", None)
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self._log_windows("test")
 
     def sample(
         self,
@@ -296,40 +345,44 @@ class CharLMModule(TaskModule):
         Why a context: a stream-trained model meets a zero state only once per stream and epoch, and from a
         cold start it can fall into a loop of garbage it keeps feeding itself; a few hundred characters of
         real text put the state where training left it.
+
+        A net with a `context_size` (the GPT) carries no state: it reads the last `context_size` characters
+        (of context, prime and what it generated) afresh at every step.
         """
         check(bool(prime), "the sampling prime must not be empty")
         check_sampling(temperature, top_k)
         prime_ids = self.vocabulary.encode(prime, f"the prime {prime!r}")
         ids = torch.cat([self.vocabulary.encode(context, "the sampling context"), prime_ids]).to(self.device)
+        window = self.net.context_size
+        chosen: list[int] = []
         with eval_mode(self):
-            logits, hidden = self.net(ids[None], None)
-            chosen = self._continue(logits, hidden, length, temperature, top_k, greedy, generator)
+            logits, hidden = self.net(ids[None] if window is None else ids[None, -window:], None)
+            for _ in range(length):
+                next_id = choose(logits[0, -1].float(), temperature, top_k, greedy, generator)
+                chosen.append(next_id)
+                step = torch.tensor([next_id], device=self.device)
+                if window is None:  # the state holds the past: feed only the new character
+                    logits, hidden = self.net(step[None], hidden)
+                else:
+                    ids = torch.cat([ids[-(window - 1) :] if window > 1 else ids[:0], step])
+                    logits, _ = self.net(ids[None], None)
         return prime + self.vocabulary.decode(chosen)
 
-    def _continue(
-        self,
-        logits: torch.Tensor,
-        hidden: Hidden,
-        length: int,
-        temperature: float,
-        top_k: int | None,
-        greedy: bool,
-        generator: torch.Generator | None,
-    ) -> list[int]:
-        """Choose `length` characters one at a time, each fed back as the next input."""
-        last = logits[0, -1].float()
-        chosen: list[int] = []
-        for _ in range(length):
-            if greedy:
-                next_id = int(last.argmax())
-            else:
-                scaled = last / temperature
-                if top_k is not None and top_k < scaled.numel():
-                    threshold = torch.topk(scaled, top_k).values[-1]
-                    scaled = scaled.masked_fill(scaled < threshold, float("-inf"))
-                probabilities = torch.softmax(scaled, dim=-1).cpu()
-                next_id = int(torch.multinomial(probabilities, 1, generator=generator))
-            chosen.append(next_id)
-            logits, hidden = self.net(torch.tensor([[next_id]], device=self.device), hidden)
-            last = logits[0, -1].float()
-        return chosen
+
+def choose(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int | None,
+    greedy: bool,
+    generator: torch.Generator | None,
+) -> int:
+    """The next character's id: the argmax when greedy, else a draw from softmax(logits / temperature)
+    over the top_k most likely characters (all when None), on the CPU generator."""
+    if greedy:
+        return int(logits.argmax())
+    scaled = logits / temperature
+    if top_k is not None and top_k < scaled.numel():
+        threshold = torch.topk(scaled, top_k).values[-1]
+        scaled = scaled.masked_fill(scaled < threshold, float("-inf"))
+    probabilities = torch.softmax(scaled, dim=-1).cpu()
+    return int(torch.multinomial(probabilities, 1, generator=generator))

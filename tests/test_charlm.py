@@ -1,4 +1,5 @@
-"""The char-LM task: batching, BPC, training, sampling, bad input, real data, and a cell sweep end to end."""
+"""The char-LM task: batching, both scores (streamed and nanoGPT's windows), the GPT, training, sampling, bad
+input, real data, and a cell sweep and a GPT run end to end."""
 
 from __future__ import annotations
 
@@ -10,19 +11,25 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import assert_run_outputs, compose_config, quiet_trainer
+from torch import nn
 
-from callbacks.charlm import TextSamples, paragraph_context
+from callbacks.charlm import TextSamples, compare_models, paragraph_context
 from datamodules.charlm import (
     IGNORE_INDEX,
     CharTextDataModule,
+    EvalWindows,
     RandomWindows,
     StreamChunks,
     Vocabulary,
 )
 from hw2lab.errors import HW2LabError
-from hw2lab.training import cosine_decay
-from lightning_modules.charlm import CharLMModule, CharRNN, bits_per_character
+from hw2lab.pipeline import fit_and_test
+from hw2lab.sweep import JobRecord
+from hw2lab.training import cosine_decay, parameter_groups
+from lightning_modules.charlm import CharLMModule, bits_per_character, warmup_cosine_decay
+from lightning_modules.charlm_nets import GPT, CharRNN
 
 # A few lines in the course's spirit: enough structure for a tiny model to learn something quickly.
 TEXT = (
@@ -39,8 +46,77 @@ def write_text(tmp_path: Path, text: str = TEXT, name: str = "text.txt") -> Path
 
 def make_datamodule(tmp_path: Path, text: str = TEXT, **kwargs) -> CharTextDataModule:
     path = write_text(tmp_path, text)
-    options = {"batch_size": 4, "time_step": 8, "eval_batch_size": 3, **kwargs}
+    options = {
+        "batch_size": 4,
+        "time_step": 8,
+        "eval_batch_size": 3,
+        "eval_windows": 5,
+        "eval_window_length": 8,
+        **kwargs,
+    }
     return CharTextDataModule(data_dir=str(tmp_path), file=path.name, **options)
+
+
+class HistoryNet(nn.Module):
+    """A toy char net whose every output depends on its whole history and is easy to compute by hand: its
+    state is the running sum s of the ids it has read (per row), and after reading id x its logits are
+    (1 + s mod 3) * table[x] plus 8 on character s mod vocabulary. The table's entries are in [-1, 1], so
+    that character is the argmax, and the scale moves every score."""
+
+    context_size = None
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.table = nn.Parameter(torch.arange(vocab_size * vocab_size).float().sin().view(vocab_size, -1))
+
+    def forward(
+        self, ids: torch.Tensor, hidden: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        sums = ids.cumsum(1) + (0 if hidden is None else hidden[:, None])
+        scale = 1 + (sums % 3)[..., None]
+        return scale * self.table[ids] + 8.0 * F.one_hot(sums % self.vocab_size, self.vocab_size), sums[:, -1]
+
+    def by_hand(self, ids: list[int], start: int = 0) -> list[list[float]]:
+        """The logits of each step for one row, from a running sum of `start`, in plain Python."""
+        rows, total = [], start
+        for x in ids:
+            total += x
+            table = self.table[x].tolist()
+            rows.append(
+                [
+                    (1 + total % 3) * v + (8.0 if c == total % self.vocab_size else 0.0)
+                    for c, v in enumerate(table)
+                ]
+            )
+        return rows
+
+
+class WindowNet(HistoryNet):
+    """HistoryNet read the way a GPT is: no state (the running sum starts afresh at every call), at most
+    `context_size` characters a call."""
+
+    context_size = 8
+
+    def forward(self, ids: torch.Tensor, hidden: None = None) -> tuple[torch.Tensor, None]:
+        assert ids.shape[1] <= self.context_size
+        return super().forward(ids)[0], None
+
+
+def nats(row: list[float], target: int) -> float:
+    """-log softmax(row)[target], by hand."""
+    return math.log(sum(math.exp(v) for v in row)) - row[target]
+
+
+def history_module(vocabulary: str | None = None) -> CharLMModule:
+    return CharLMModule(net=HistoryNet, optimizer=partial(torch.optim.SGD, lr=0.1), vocabulary=vocabulary)
+
+
+def make_gpt(
+    vocabulary: str | None = None, block_size: int = 16, dropout: float = 0.0, **kwargs
+) -> CharLMModule:
+    net = partial(GPT, block_size=block_size, n_layer=2, n_head=2, n_embd=16, dropout=dropout, **kwargs)
+    return CharLMModule(net=net, optimizer=partial(torch.optim.AdamW, lr=1e-2), vocabulary=vocabulary)
 
 
 def make_module(
@@ -118,6 +194,38 @@ def test_random_windows_shapes_seed_and_fresh_draws():
     assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(epoch_two, again))
 
 
+def test_stream_epochs_of_part_of_a_pass_continue_where_the_last_stopped():
+    ids = torch.arange(103)
+    whole = list(StreamChunks(ids, batch_size=4, time_step=5))  # one pass: 6 chunks
+    short = StreamChunks(ids, batch_size=4, time_step=5, batches_per_epoch=4)
+    epochs = [list(short) for _ in range(3)]  # 12 chunks: two passes
+    assert len(short) == 4 and [len(epoch) for epoch in epochs] == [4, 4, 4]
+    read = [chunk for epoch in epochs for chunk in epoch]
+    for chunk, expected in zip(read, whole + whole):
+        assert torch.equal(chunk.inputs, expected.inputs) and chunk.reset == expected.reset
+    assert [chunk.reset for chunk in read] == [True] + [False] * 5 + [True] + [False] * 5
+    short.set_epoch(1)  # what Lightning does at an epoch start, e.g. after resuming
+    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(short, epochs[1]))
+
+
+def test_evaluation_windows_are_seeded_contiguous_and_fresh():
+    ids = torch.arange(300)
+    windows = EvalWindows(ids, count=10, length=16, seed=3, batch_size=4)
+    batches = list(windows)
+    assert len(windows) == 3 and [b.inputs.shape[0] for b in batches] == [4, 4, 2]
+    for batch in batches:
+        assert batch.reset and batch.inputs.shape[1] == 16
+        assert torch.equal(batch.targets, batch.inputs + 1)  # the next character of the text
+        assert torch.equal(batch.inputs[:, 1:], batch.inputs[:, :-1] + 1)  # contiguous
+        assert int(batch.targets.max()) <= 299
+    # The same windows on every pass and for every object with that seed; others with another seed.
+    again = list(EvalWindows(ids, count=10, length=16, seed=3, batch_size=4))
+    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(batches, list(windows)))
+    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(batches, again))
+    other = list(EvalWindows(ids, count=10, length=16, seed=4, batch_size=4))
+    assert not torch.equal(batches[0].inputs, other[0].inputs)
+
+
 def test_datamodule_splits_contiguously_with_training_vocabulary(tmp_path):
     text = "abcd" * 40 + "abcx" * 5 + "e" * 20  # train 160 / val 20 / test 20 characters
     datamodule = make_datamodule(tmp_path, text, split=[0.8, 0.1, 0.1])
@@ -154,16 +262,55 @@ def test_bits_per_character_matches_a_hand_computation():
 
 
 def test_validation_bpc_is_every_character_scored_with_the_state_carried(tmp_path):
-    datamodule = make_datamodule(tmp_path, eval_batch_size=1)  # one stream, read in chunks of 8
-    module = make_module(cell="lstm", embedding_dim=8, hidden_size=16, num_layers=1)
-    (result,) = quiet_trainer().validate(module, datamodule=datamodule, verbose=False)
-    # By hand: the whole validation text in one pass, so the state runs from the first to the last character.
-    ids = datamodule.splits["val"]
-    with torch.no_grad():
-        logits, _ = module.net(ids[None, :-1])
-        log_probs = torch.log_softmax(logits[0].double(), dim=-1)
-    bits = -log_probs[torch.arange(len(ids) - 1), ids[1:]].sum().item() / math.log(2)
-    assert result["val/bpc"] == pytest.approx(bits / (len(ids) - 1), rel=1e-4)
+    datamodule = make_datamodule(tmp_path, eval_batch_size=1, eval_windows=0)  # one stream, chunks of 8
+    module = history_module()
+    result = quiet_trainer().validate(module, datamodule=datamodule, verbose=False)[0]
+    # By hand: the whole validation text in one pass, the running sum carried from the first character to
+    # the last; and, for contrast, the same text with the state reset at every chunk of 8.
+    ids = datamodule.splits["val"].tolist()
+    inputs, targets = ids[:-1], ids[1:]
+    carried = [nats(row, target) for row, target in zip(module.net.by_hand(inputs), targets)]
+    reset = [
+        nats(row, target)
+        for start in range(0, len(inputs), 8)
+        for row, target in zip(module.net.by_hand(inputs[start : start + 8]), targets[start : start + 8])
+    ]
+    assert result["val/loss"] == pytest.approx(sum(carried) / len(carried), rel=1e-5)
+    assert result["val/bpc"] == pytest.approx(sum(carried) / len(carried) / math.log(2), rel=1e-5)
+    assert abs(sum(reset) - sum(carried)) / len(carried) > 0.1  # the two readings differ by far more
+
+
+def test_window_scores_are_the_mean_over_every_position_of_fresh_windows(tmp_path):
+    # 70 windows: two batches (64 + 6), so a state carried from one batch to the next would show.
+    datamodule = make_datamodule(tmp_path, eval_windows=70, eval_window_length=10, seed=5)
+    module = history_module()
+    result = quiet_trainer().validate(module, datamodule=datamodule, verbose=False)[0]
+    # By hand: each window (offsets drawn by the datamodule) read from a zero running sum, every one of
+    # the 70 x 10 positions scored. Every logit of the toy net depends on the sum: a carried state shows.
+    ids = datamodule.splits["val"].tolist()
+    starts = datamodule.val_dataloader()[1].starts.tolist()
+    assert len(starts) == 70 and len(set(starts)) > 1
+    scores = []
+    for start in starts:
+        inputs, targets = ids[start : start + 10], ids[start + 1 : start + 11]
+        scores += [nats(row, target) for row, target in zip(module.net.by_hand(inputs), targets)]
+    expected = sum(scores) / len(scores)
+    assert len(scores) == 700
+    assert result["val/window_nll"] == pytest.approx(expected, rel=1e-5)
+    assert result["val/window_bpc"] == pytest.approx(expected / math.log(2), rel=1e-5)
+    # The streamed score is logged beside it, and the test stage scores both ways too.
+    assert result["val/bpc"] != pytest.approx(result["val/window_bpc"])
+    tested = quiet_trainer().test(module, datamodule=datamodule, verbose=False)[0]
+    assert tested["test/window_nll"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_window_scores_are_the_same_every_epoch_and_change_with_the_seed(tmp_path):
+    scores = []
+    for seed in (1, 1, 2):
+        datamodule = make_datamodule(tmp_path, eval_windows=3, eval_window_length=8, seed=seed)
+        (result, _) = quiet_trainer().validate(history_module(), datamodule=datamodule, verbose=False)
+        scores.append(result["val/window_nll"])
+    assert scores[0] == scores[1] != scores[2]
 
 
 # --- training and sampling ------------------------------------------------------------------------
@@ -176,12 +323,26 @@ def test_short_training_lowers_validation_bpc(tmp_path, mode):
     module = make_module(cell="lstm", embedding_dim=16, hidden_size=32, num_layers=1, lr=1e-2)
     # Without inference mode: epoch means first made under inference mode (trainer.validate's default)
     # cannot be updated by fit's validation, which runs under no_grad (TaskModule makes them lazily).
-    (before,) = quiet_trainer(inference_mode=False).validate(module, datamodule=datamodule, verbose=False)
-    trainer = quiet_trainer(max_epochs=4)
+    before = quiet_trainer(inference_mode=False).validate(module, datamodule=datamodule, verbose=False)[0]
+    minutes: list[float] = []
+
+    class RecordMinutes(L.Callback):
+        # An epoch's metrics are complete once the next one starts (the module logs after the callbacks).
+        def on_train_epoch_start(self, trainer, pl_module):
+            if "train/minutes" in trainer.callback_metrics:
+                minutes.append(float(trainer.callback_metrics["train/minutes"]))
+
+        def on_train_end(self, trainer, pl_module):
+            minutes.append(float(trainer.callback_metrics["train/minutes"]))
+
+    trainer = quiet_trainer(max_epochs=4, callbacks=[RecordMinutes()])
     trainer.fit(module, datamodule=datamodule)
     assert trainer.callback_metrics["train/chars_per_s"] > 0
-    (after,) = trainer.validate(module, datamodule=datamodule, verbose=False)
+    # Training minutes so far, logged every epoch, so they grow from epoch to epoch.
+    assert len(minutes) == 4 and all(later > earlier > 0 for earlier, later in zip(minutes, minutes[1:]))
+    after = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     assert after["val/bpc"] < before["val/bpc"] - 0.5
+    assert after["val/window_bpc"] < before["val/window_bpc"] - 0.5
 
 
 def test_cosine_schedule_anneals_to_the_floor_by_the_last_planned_step(tmp_path):
@@ -289,17 +450,155 @@ def test_sampling_context_ends_at_the_last_blank_line():
     assert paragraph_context("no blank line", 5) == " line"
 
 
-def test_top_k_one_and_greedy_feed_back_their_own_choice(tmp_path):
-    module = trained_module(tmp_path)
-    greedy = module.sample("NCTU", 30, greedy=True)
-    assert module.sample("NCTU", 30, top_k=1, generator=torch.Generator().manual_seed(3)) == greedy
-    # Each greedy character is the argmax after reading everything before it from scratch, so the
-    # incremental loop fed the right character (and state) back at every step.
-    vocabulary = module.vocabulary
+@pytest.mark.parametrize("net", [HistoryNet, WindowNet])
+def test_top_k_one_and_greedy_feed_back_their_own_choice(tmp_path, net):
+    datamodule = make_datamodule(tmp_path)
+    datamodule.setup()
+    optimizer = partial(torch.optim.SGD, lr=0.1)
+    module = CharLMModule(net=net, optimizer=optimizer, vocabulary=datamodule.vocabulary.characters)
+    context = "NCTU is good.\n"  # longer than the windowed net's 8 characters: it reads the last 8 only
+    greedy = module.sample("NCTU", 30, greedy=True, context=context)
+    same = module.sample("NCTU", 30, top_k=1, generator=torch.Generator().manual_seed(3), context=context)
+    assert same == greedy and greedy.startswith("NCTU") and len(greedy) == 34
+    # Each greedy character is the argmax after reading everything before it from scratch (the windowed
+    # net: the last 8 characters), so the incremental loop fed the right character (and state, or window)
+    # back at every step. The toy nets' argmax is the running sum of every id read: a wrong feed-back shows.
+    vocabulary, text = module.vocabulary, context + greedy
+    window = module.net.context_size or len(text)
     with torch.no_grad():
-        for position in range(4, len(greedy)):
-            logits, _ = module.net(vocabulary.encode(greedy[:position])[None])
-            assert vocabulary.characters[int(logits[0, -1].argmax())] == greedy[position]
+        for position in range(len(context) + 4, len(text)):
+            logits, _ = module.net(vocabulary.encode(text[max(0, position - window) : position])[None])
+            assert vocabulary.characters[int(logits[0, -1].argmax())] == text[position]
+
+
+# --- the GPT -------------------------------------------------------------------------------------
+
+
+def test_gpt_attention_is_causal():
+    torch.manual_seed(0)
+    net = GPT(vocab_size=11, block_size=12, n_layer=2, n_head=2, n_embd=16, dropout=0.0).eval()
+    ids = torch.randint(0, 11, (2, 12))
+    changed = ids.clone()
+    changed[:, 7] = (ids[:, 7] + 1) % 11  # a later character differs
+    with torch.no_grad():
+        before, state = net(ids)
+        after, _ = net(changed)
+    assert state is None and before.shape == (2, 12, 11)
+    torch.testing.assert_close(after[:, :7], before[:, :7])  # what came before cannot see it
+    assert not torch.allclose(after[:, 7:], before[:, 7:])  # from there on it is read
+
+
+def test_gpt_ties_its_embedding_to_the_read_out_and_decays_2d_weights_once():
+    net = GPT(vocab_size=11, block_size=12, n_layer=2, n_head=2, n_embd=16)
+    assert net.wte.weight is net.lm_head.weight
+    # nanoGPT's initialisation: N(0, 0.02), the residual projections scaled down by sqrt(2 n_layer).
+    assert net.h[0].attn.c_proj.weight.std().item() < net.h[0].attn.c_attn.weight.std().item()
+    decayed, kept = parameter_groups(net)
+    names = {id(p): name for name, p in net.named_parameters()}
+    assert sorted(names[id(p)] for p in decayed["params"]) == sorted(
+        name for name, p in net.named_parameters() if p.ndim == 2 and name != "wpe.weight"
+    )
+    assert {names[id(p)] for p in kept["params"]} >= {"wpe.weight", "ln_f.weight", "h.0.ln_1.weight"}
+    assert len(decayed["params"]) + len(kept["params"]) == len(list(net.parameters()))  # the tie counted once
+
+
+def test_gpt_streamed_score_reads_each_block_on_its_own(tmp_path):
+    # With time_step = block_size, the stream is cut into blocks of 8 that the GPT reads afresh: the
+    # streamed score is the mean over the blocks of the GPT's loss on each, from its own start.
+    datamodule = make_datamodule(tmp_path, eval_batch_size=1, eval_windows=0, time_step=8)
+    datamodule.setup()
+    torch.manual_seed(0)
+    module = make_gpt(datamodule.vocabulary.characters, block_size=8)
+    result = quiet_trainer().validate(module, datamodule=datamodule, verbose=False)[0]
+    ids = datamodule.splits["val"]
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(ids) - 1, 8):
+            inputs, targets = ids[start : start + 8][None], ids[start + 1 : start + 9][None]
+            inputs = inputs[:, : targets.shape[1]]
+            logits, _ = module.net(inputs)
+            total += F.cross_entropy(logits[0], targets[0], reduction="sum").item()
+            count += targets.numel()
+    assert result["val/loss"] == pytest.approx(total / count, rel=1e-5)
+
+
+def test_gpt_shorter_than_the_windows_or_the_chunks_is_a_user_error(tmp_path):
+    datamodule = make_datamodule(tmp_path, time_step=8, eval_window_length=16)
+    with pytest.raises(
+        HW2LabError, match=r"windows \(data.eval_window_length 16\) are longer than the net's"
+    ):
+        quiet_trainer().validate(make_gpt(block_size=8), datamodule=datamodule, verbose=False)
+    datamodule = make_datamodule(tmp_path, time_step=16, eval_window_length=8)
+    with pytest.raises(HW2LabError, match="time_step 16 is longer than the net's context"):
+        quiet_trainer().validate(make_gpt(block_size=8), datamodule=datamodule, verbose=False)
+    with pytest.raises(HW2LabError, match="must be a multiple of model.net.n_head"):
+        GPT(vocab_size=5, n_head=3, n_embd=16)
+
+
+def test_warmup_then_cosine_to_the_floor_at_the_last_planned_step():
+    optimizer = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = warmup_cosine_decay(optimizer, total_steps=20, warmup_steps=4, min_lr_ratio=0.1)
+    rates = []
+    for _ in range(20):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])  # linear warm-up to the peak
+    assert all(later < earlier for earlier, later in zip(rates[4:], rates[5:]))
+    assert rates[-1] == pytest.approx(0.1)  # the floor at the last planned step
+    assert rates[12] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 8 / 15)))
+
+
+def test_the_gpt_trains_a_few_batches_through_the_task_config(tmp_path, monkeypatch):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_text(data_dir, name="plays.txt")
+    monkeypatch.setenv("HW2LAB_DATA_DIR", str(data_dir))
+    overrides = [
+        "task=charlm",
+        "model=charlm_gpt",
+        "data.file=plays.txt",
+        "time_step=16",
+        "data.batch_size=4",
+        "data.eval_windows=6",
+        "data.eval_window_length=16",
+        "model.net.n_layer=1",
+        "model.net.n_head=2",
+        "model.net.n_embd=16",
+        "model.scheduler.warmup_steps=2",
+        "sample_length=30",
+        "prime=NCTU",
+        "trainer=debug",
+        "logger=none",
+    ]
+    cfg = compose_config(overrides, tmp_path / "run")
+    assert cfg.mode == "random" and cfg.model.net.block_size == 16  # the GPT trains on windows of its context
+    result = fit_and_test(cfg, tmp_path / "run")
+    assert result["global_step"] == 3
+    metrics = result["metrics"]
+    assert {"val/bpc", "val/window_bpc", "test/window_nll", "train/minutes"} <= set(metrics)
+    assert (tmp_path / "run" / "figures" / "sample.txt").read_text().startswith("NCTU")
+    loaded = CharLMModule.load_from_checkpoint(
+        tmp_path / "run" / result["best_checkpoint"], weights_only=True
+    )
+    assert loaded.hparams["scheduler"]["_target_"] == "lightning_modules.charlm.warmup_cosine_decay"
+    assert isinstance(loaded.net, GPT) and loaded.sample("NCTU", 5, greedy=True).startswith("NCTU")
+
+
+def test_the_comparison_draws_validation_against_training_minutes(tmp_path):
+    jobs = []
+    for number, label in enumerate(("experiment=charlm_15min_lstm", "experiment=charlm_15min_gpt")):
+        job_dir = tmp_path / str(number)
+        job_dir.mkdir()
+        (job_dir / "history.csv").write_text(
+            "epoch,train/minutes,val/bpc,val/window_bpc\n0,1.5,2.6,2.7\n1,3.1,2.3,2.4\n", encoding="utf-8"
+        )
+        jobs.append(JobRecord(dir=job_dir, number=number, status="ok", overrides=[label], label=label))
+    path = compare_models(jobs, tmp_path)
+    assert path == tmp_path / "comparison.png" and path.stat().st_size > 1000
+    (tmp_path / "0" / "history.csv").write_text("epoch,val/bpc\n0,2.6\n", encoding="utf-8")
+    with pytest.raises(KeyError, match="train/minutes"):  # no silent epoch axis for a history without minutes
+        compare_models(jobs, tmp_path)
 
 
 # --- bad input ------------------------------------------------------------------------------------
