@@ -46,7 +46,9 @@ def load(model: str, synthetic: bool, image_size: int):
     else:
         datamodule.setup()
     torch.manual_seed(0)
-    return datamodule, build(cfg.model)
+    module = build(cfg.model)
+    module.build_net(datamodule.net_inputs())
+    return datamodule, module
 
 
 def lightning_round(module: L.LightningModule, datamodule, epochs: int) -> float:

@@ -54,7 +54,7 @@ def run_plain(cfg) -> tuple[float, float]:
     L.seed_everything(cfg.seed, verbose=False)
     datamodule = instantiate(cfg.data)
     datamodule.setup()
-    net = instantiate(cfg.model.net)
+    net = instantiate(cfg.model.net)(**datamodule.net_inputs())
     optimizer = instantiate(cfg.model.optimizer)(params=net.parameters())
     # One minibatch per update, in the same (seed, epoch) order the datamodule gives Lightning.
     train_batches = datamodule.train_dataloader()

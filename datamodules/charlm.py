@@ -270,6 +270,11 @@ class CharTextDataModule(L.LightningDataModule):
         self.splits: dict[str, torch.Tensor] = {}
         self._train_batches: StreamChunks | RandomWindows | None = None
 
+    def net_inputs(self) -> dict[str, str]:
+        """What the net is built for: the training text's characters (its vocabulary), once read."""
+        check(self.vocabulary is not None, "the text is not read yet (setup)")
+        return {"characters": self.vocabulary.characters}
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return

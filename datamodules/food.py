@@ -378,6 +378,10 @@ class FoodDataModule(InMemoryDataModule):
             "test": files.subset(test_index),
         }
 
+    def net_inputs(self) -> dict[str, list[str] | int]:
+        """What the net is built for: the class names (their count) and the images' side."""
+        return {"class_names": [str(name) for name in self.class_names], "image_size": int(self.image_size)}
+
     # --- Lightning hooks ------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self.split_tensors:

@@ -72,6 +72,10 @@ class InMemoryImageDataModule(InMemoryDataModule):
         self.download = download
         self.max_images = max_images
 
+    def net_inputs(self) -> dict[str, list[int]]:
+        """What the net is built for: the images' shape (channels, size, size)."""
+        return {"image_shape": [self.channels, self.image_size, self.image_size]}
+
     def load_images(self) -> torch.Tensor:
         """Return all images as float (N, C, H, W) in [0, 1] at their stored size."""
         raise NotImplementedError

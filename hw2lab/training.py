@@ -7,14 +7,20 @@ and gets `<stage>/<name>` logged once per epoch; its config gives `optimizer` (a
 
     optimizer: {_target_: torch.optim.AdamW, _partial_: true, lr: 1e-3, weight_decay: 0.01}
     scheduler: {_target_: hw2lab.training.warmup_linear_decay, _partial_: true, warmup_ratio: 0.1}
+
+What the data tells the net (sizes, vocabulary, channels, features) reaches it one way: the datamodule's
+`net_inputs()` (a small mapping of plain values, validated there), which `TaskModule.setup` gives to the
+config's `_partial_` net (`model.net`) and saves in the checkpoint with the net's config, so that
+`load_from_checkpoint(path)` rebuilds the net without the data.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any, Protocol
 
 import lightning as L
 import torch
@@ -22,8 +28,11 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 
 from hw2lab.errors import HW2LabError, check
+from hw2lab.partial_configs import as_config, from_config, plain
 
 STAGES = ("train", "val", "test")
+# The checkpoint key of the data's net inputs (TaskModule.on_save_checkpoint).
+NET_INPUTS_KEY = "net_inputs"
 SCHEDULER_INTERVALS = ("step", "epoch")
 # The recurrent cells a config names by `cell`.
 RECURRENT_CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -121,6 +130,23 @@ def cosine_decay(
     )
 
 
+class NetInputs(Protocol):
+    """A datamodule that tells the net what only the data knows (once `setup` has read it)."""
+
+    def net_inputs(self) -> dict[str, Any]:
+        """E.g. {"features": [...]}, {"image_shape": [1, 28, 28]}, {"classes": [...], "itos": [...]}."""
+        ...
+
+
+def accepted(factory: Callable, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of `values` that `factory` takes as keywords (all of them if it takes **kwargs)."""
+    parameters = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return dict(values)
+    names = {p.name for p in parameters}
+    return {key: value for key, value in values.items() if key in names}
+
+
 @contextmanager
 def eval_mode(module: nn.Module) -> Iterator[None]:
     """Evaluation mode and no gradients for the block (figures drawn mid-training), then the previous mode."""
@@ -142,15 +168,32 @@ class TaskModule(L.LightningModule):
     - Optimiser: `optimizer` is a partial taking `params` (the decayed / not-decayed groups of
       `parameter_groups`); `scheduler`, if given, a partial taking `optimizer`, and also `total_steps` (the
       run's optimiser steps) when its signature has it, stepped every `scheduler_interval`.
+    - Net: `net` is a partial completed in `setup` with the datamodule's `net_inputs()` (`build_net`; the
+      inputs it takes by name, or as the task's `make_net` says), or a net built already (tests, scripts).
+      The checkpoint keeps the inputs (under "net_inputs") and the `_partial_` configs of net, optimizer and
+      schedule (hyper-parameters), so `<Module>.load_from_checkpoint(path)` rebuilds the net without data.
+      Each of the three may be given as its config (a mapping), as a checkpoint gives them.
     """
+
+    # The module prefixes a checkpoint's configs may name (it loads with weights_only); a task under
+    # another package extends them.
+    CONFIG_TARGETS: dict[str, tuple[str, ...]] = {
+        "net": ("lightning_modules.", "torch.nn."),
+        "optimizer": ("torch.optim.",),
+        "scheduler": ("torch.optim.lr_scheduler.", "hw2lab.training.", "lightning_modules."),
+    }
 
     def __init__(
         self,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | Mapping,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | Mapping | None = None,
         scheduler_interval: str = "step",
+        net: Callable[..., nn.Module] | nn.Module | Mapping | None = None,
     ) -> None:
         super().__init__()
+        optimizer = from_config(optimizer, "model.optimizer", self.CONFIG_TARGETS["optimizer"])
+        scheduler = from_config(scheduler, "model.scheduler", self.CONFIG_TARGETS["scheduler"])
+        net = from_config(net, "model.net", self.CONFIG_TARGETS["net"])
         check(
             scheduler_interval in SCHEDULER_INTERVALS,
             f"model.scheduler_interval must be one of {SCHEDULER_INTERVALS}, got {scheduler_interval!r}",
@@ -167,9 +210,67 @@ class TaskModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
+        built = isinstance(net, nn.Module)
+        self.net_factory: Callable[..., nn.Module] | None = None if built else net
+        self.net: nn.Module | None = net if built else None
+        self.net_inputs: dict[str, Any] | None = None
+        # What the checkpoint's hyper-parameters add (a net built already has no config).
+        self.saved_hparams = {
+            "net": None if built else as_config(net),
+            "optimizer": as_config(optimizer),
+            "scheduler": as_config(scheduler),
+            "scheduler_interval": scheduler_interval,
+        }
         # Keyed "<stage>_means" / "<stage>_metrics": a ModuleDict key may not be "train" (nn.Module.train).
         self.epoch_means = nn.ModuleDict()
         self.epoch_metrics = nn.ModuleDict()
+
+    # -- the net, from what the data tells it
+    def make_net(self, inputs: dict[str, Any]) -> nn.Module:
+        """The net for the data's inputs: `net` called with those it takes by name. A task whose net wants
+        them in another form (a count of the classes named) overrides this."""
+        check(self.net_factory is not None, "model.net must be a _partial_ net target")
+        return self.net_factory(**accepted(self.net_factory, inputs))
+
+    def build_net(self, inputs: Mapping[str, Any]) -> None:
+        """Record the data's net inputs and build the net from them (once; a net given built is kept). Data
+        that tells a built net something else (another vocabulary) is a user error."""
+        inputs = plain(inputs)
+        if self.net_inputs is not None:
+            changed = sorted(
+                k for k in {*inputs, *self.net_inputs} if inputs.get(k) != self.net_inputs.get(k)
+            )
+            check(not changed, f"the data's {', '.join(changed)} differ from those this model was built for")
+            return
+        self.net_inputs = inputs
+        if self.net is None:
+            self.net = self.make_net(inputs)
+
+    def setup(self, stage: str) -> None:
+        datamodule: NetInputs | None = self.trainer.datamodule
+        if datamodule is not None and hasattr(datamodule, "net_inputs"):
+            self.build_net(datamodule.net_inputs())
+        check(
+            self.net is not None,
+            f"{type(self).__name__} needs a datamodule with net_inputs() to build its net",
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[NET_INPUTS_KEY] = self.net_inputs
+        saved = dict(checkpoint.get(self.CHECKPOINT_HYPER_PARAMS_KEY) or {})
+        checkpoint[self.CHECKPOINT_HYPER_PARAMS_KEY] = {
+            **saved,
+            **{
+                key: value
+                for key, value in self.saved_hparams.items()
+                if value is not None or key not in saved
+            },
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        inputs = checkpoint.get(NET_INPUTS_KEY)
+        if inputs is not None:
+            self.build_net(inputs)
 
     # -- epoch metrics
     def accumulate(self, stage: str, weight: int | torch.Tensor, **values: torch.Tensor) -> None:

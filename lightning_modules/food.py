@@ -22,7 +22,7 @@ from torch import nn
 from torchvision.ops import StochasticDepth
 
 from hw2lab.errors import check
-from hw2lab.training import TaskModule, decayed_parameters, eval_mode
+from hw2lab.training import TaskModule, accepted, decayed_parameters, eval_mode
 
 L2_MODES = ("optimizer", "loss")
 
@@ -235,12 +235,14 @@ class FoodClassifier(TaskModule):
     Test-time averaging: with `tta_flip` and/or `tta_crop` (the side fraction of 5 crops), the test step
     also scores the logits averaged over those views (`averaged_logits`) as `test/loss_tta`, `test/acc_tta`;
     `tta_val` does the same for validation (`val/acc_tta`). The plain metrics are computed as without it.
+
+    `net`: a partial taking `num_classes` (the count of the data's `class_names`) and, if it asks, the
+    data's `image_size` (see TaskModule), or a net built already.
     """
 
     def __init__(
         self,
         net: Callable[..., nn.Module] | nn.Module,
-        class_names: list[str],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         scheduler_interval: str = "epoch",
@@ -255,10 +257,6 @@ class FoodClassifier(TaskModule):
     ) -> None:
         check(weight_decay >= 0, f"model.weight_decay must be >= 0, got {weight_decay}")
         check(l2_mode in L2_MODES, f"l2_mode must be one of {L2_MODES}, got {l2_mode!r}")
-        check(
-            "weight_decay" not in getattr(optimizer, "keywords", {}),
-            "set the L2 strength with weight_decay (model.weight_decay), not model.optimizer.weight_decay",
-        )
         check(0 <= label_smoothing < 1, f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         check(0 <= mix_prob <= 1, f"model.mix_prob must be in [0, 1], got {mix_prob}")
         check(mix_alpha > 0, f"model.mix_alpha must be > 0, got {mix_alpha}")
@@ -269,15 +267,15 @@ class FoodClassifier(TaskModule):
             not tta_val or tta_flip or tta_crop is not None,
             "model.tta_val needs test-time views: set model.tta_flip=true and/or model.tta_crop",
         )
+        super().__init__(optimizer, scheduler, scheduler_interval, net=net)
+        check(
+            "weight_decay" not in getattr(self.optimizer_factory, "keywords", {}),
+            "set the L2 strength with weight_decay (model.weight_decay), not model.optimizer.weight_decay",
+        )
+        # The checkpoint keeps the optimiser's config as given (TaskModule); the L2 strength joins it here.
         optimizer_decay = float(weight_decay) if l2_mode == "optimizer" else 0.0
-        if callable(optimizer):
-            optimizer = functools.partial(optimizer, weight_decay=optimizer_decay)
-        super().__init__(optimizer, scheduler, scheduler_interval)
-        class_names = [str(name) for name in class_names]  # plain list: checkpoints load with weights_only
+        self.optimizer_factory = functools.partial(self.optimizer_factory, weight_decay=optimizer_decay)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
-        self.class_names = list(class_names)
-        # The config gives the net as a partial: the number of classes comes from the data's class names.
-        self.net = net(num_classes=len(self.class_names)) if not isinstance(net, nn.Module) else net
         self.weight_decay = float(weight_decay)
         self.l2_mode = l2_mode
         self.label_smoothing = float(label_smoothing)
@@ -285,6 +283,15 @@ class FoodClassifier(TaskModule):
         self.tta_flip, self.tta_crop = bool(tta_flip), None if tta_crop is None else float(tta_crop)
         self.tta = self.tta_flip or self.tta_crop is not None
         self.tta_val = bool(tta_val)
+
+    def make_net(self, inputs: dict) -> nn.Module:
+        sizes = {"num_classes": len(inputs["class_names"]), "image_size": inputs["image_size"]}
+        return self.net_factory(**accepted(self.net_factory, sizes))
+
+    @property
+    def class_names(self) -> list[str]:
+        """The data's class names (once the net is built for them)."""
+        return list((self.net_inputs or {}).get("class_names", []))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)

@@ -182,11 +182,12 @@ class VAEModule(TaskModule):
     """Trains a VAE net (MLPVAE or ConvVAE) and logs -ELBO, reconstruction and KL per epoch.
 
     One optimiser update per training step (automatic optimisation); the optimiser is `model.optimizer`.
+    `net`: a partial taking the data's `image_shape` (see TaskModule), or a net built already.
     """
 
     def __init__(
         self,
-        net: nn.Module,
+        net: Callable[..., nn.Module] | nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
         likelihood: str = "bernoulli",
         kl_weight: float = 1.0,
@@ -195,7 +196,7 @@ class VAEModule(TaskModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         scheduler_interval: str = "step",
     ) -> None:
-        super().__init__(optimizer=optimizer, scheduler=scheduler, scheduler_interval=scheduler_interval)
+        super().__init__(optimizer, scheduler, scheduler_interval, net=net)
         check(likelihood in LIKELIHOODS, f"model.likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         check(
             isinstance(kl_weight, int | float) and not isinstance(kl_weight, bool),
@@ -208,7 +209,6 @@ class VAEModule(TaskModule):
             f"model.iw_samples must be an integer >= 0 (0: off), got {iw_samples!r}",
         )
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
-        self.net = net
         self.likelihood = likelihood
         self.kl_weight = float(kl_weight)
         self.kl_warmup_epochs = float(kl_warmup_epochs)

@@ -9,8 +9,18 @@ import sys
 from pathlib import Path
 
 import lightning as L
+from omegaconf import DictConfig
 
 from hw2lab.compose import REPO_ROOT, compose_config  # noqa: F401  (tests compose as bench scripts do)
+from hw2lab.pipeline import build
+
+
+def model_for_data(cfg: DictConfig) -> L.LightningModule:
+    """The config's module with its net built for the config's data, as `setup` builds it in a run (for
+    data that knows its net inputs before reading: image shapes, classes, features)."""
+    module = build(cfg.model, "model")
+    module.build_net(build(cfg.data, "data").net_inputs())
+    return module
 
 
 def quiet_trainer(**settings) -> L.Trainer:

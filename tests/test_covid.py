@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import assert_run_outputs, compose_config, quiet_trainer
+from helpers import assert_run_outputs, compose_config, model_for_data, quiet_trainer
 from omegaconf import open_dict
 
 from callbacks.covid.country_codes import NOT_COUNTRIES, map_country
@@ -509,14 +509,14 @@ def test_logit_offset_matches_the_rate_of_a_later_block():
 def test_top_level_knobs_reach_data_and_model():
     cfg = compose_config(["task=covid", "interval=7", "cell=gru", "model.optimizer.lr=0.01"])
     assert cfg.data.interval == 7 and cfg.model.net.cell == "gru"
-    assert cfg.data.split == "time" and list(cfg.data.features) == list(cfg.model.net.features)
-    assert build(cfg.model).net.input_size == 1 + len(cfg.features)
+    assert cfg.data.split == "time" and list(cfg.data.features) == list(cfg.features)
+    assert model_for_data(cfg).net.input_size == 1 + len(cfg.features)
     report = compose_config(["experiment=covid_report"])
-    assert report.data.split == "random" and list(report.model.net.features) == []
+    assert report.data.split == "random" and list(report.data.features) == []
     assert not report.data.from_first_case and cfg.data.from_first_case
     assert cfg.callbacks.model_checkpoint.monitor == cfg.optimized_metric
     assert cfg.callbacks.baselines.seed == cfg.seed
-    module = build(cfg.model)
+    module = model_for_data(cfg)
     optimizer = module.configure_optimizers()
     assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["lr"] == 0.01
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_run_outputs, compose_config, quiet_trainer
+from helpers import assert_run_outputs, compose_config, model_for_data, quiet_trainer
 from PIL import Image
 
 from callbacks.food import FoodData, FoodModel, TrainAccuracyAtTest, predict_split
@@ -233,13 +233,13 @@ def test_missing_data_and_bad_values_are_clear_errors(tmp_path):
     with pytest.raises(HW2LabError, match="data.crop_scale"):
         food11_module(tmp_path, crop_scale=[0.5, 1.5])
     with pytest.raises(HW2LabError, match="l2_mode"):
-        FoodClassifier(FoodCNN, FOOD11_CLASSES, adam(), l2_mode="decoupled")
+        FoodClassifier(FoodCNN, adam(), l2_mode="decoupled")
     with pytest.raises(HW2LabError, match="weight_decay"):
-        FoodClassifier(FoodCNN, FOOD11_CLASSES, adam(), weight_decay=-1)
+        FoodClassifier(FoodCNN, adam(), weight_decay=-1)
     with pytest.raises(HW2LabError, match="not model.optimizer.weight_decay"):
-        FoodClassifier(FoodCNN, FOOD11_CLASSES, functools.partial(torch.optim.Adam, weight_decay=0.1))
+        FoodClassifier(FoodCNN, functools.partial(torch.optim.Adam, weight_decay=0.1))
     with pytest.raises(HW2LabError, match="bad model.optimizer"):
-        FoodClassifier(FoodCNN, FOOD11_CLASSES, adam(lr=-1))
+        FoodClassifier(FoodCNN, adam(lr=-1))
     with pytest.raises(HW2LabError, match="divisible by 8"):
         ReportCNN(num_classes=11, image_size=60)
 
@@ -302,7 +302,6 @@ def test_label_smoothing_composes_with_the_mixed_targets():
     smoothing, classes = 0.2, len(FOLDER_CLASSES)
     module = FoodClassifier(
         FoodCNN(num_classes=classes, widths=[4, 8], dropout=0.0),
-        FOLDER_CLASSES,
         adam(),
         label_smoothing=smoothing,
         mix_prob=1.0,
@@ -387,9 +386,7 @@ def test_report_cnn_is_the_report_architecture():
 
 def test_l2_loss_term_matches_the_formula_by_hand():
     torch.manual_seed(0)
-    module = FoodClassifier(
-        FoodCNN(num_classes=3, widths=[4, 8]), FOLDER_CLASSES, adam(), weight_decay=0.1, l2_mode="loss"
-    )
+    module = FoodClassifier(FoodCNN(num_classes=3, widths=[4, 8]), adam(), weight_decay=0.1, l2_mode="loss")
     logits, labels = torch.randn(5, 3), torch.tensor([0, 1, 2, 1, 0])
     squared = sum(
         parameter.pow(2).sum()
@@ -399,7 +396,7 @@ def test_l2_loss_term_matches_the_formula_by_hand():
     expected = F.cross_entropy(logits, labels) + 0.5 * 0.1 * squared
     assert torch.allclose(module.training_loss(logits, labels), expected)
     assert torch.allclose(l2_penalty(module.net, 0.1), 0.5 * 0.1 * squared)
-    in_optimizer = FoodClassifier(module.net, FOLDER_CLASSES, adam(), weight_decay=0.1, l2_mode="optimizer")
+    in_optimizer = FoodClassifier(module.net, adam(), weight_decay=0.1, l2_mode="optimizer")
     assert torch.allclose(in_optimizer.training_loss(logits, labels), F.cross_entropy(logits, labels))
 
 
@@ -419,9 +416,7 @@ def test_l2_in_the_loss_and_in_the_optimizer_give_the_same_update():
     images, labels = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
 
     def train(weight_decay: float, mode: str) -> torch.Tensor:
-        module = FoodClassifier(
-            copy.deepcopy(net), FOLDER_CLASSES, adam(0.01), weight_decay=weight_decay, l2_mode=mode
-        )
+        module = FoodClassifier(copy.deepcopy(net), adam(0.01), weight_decay=weight_decay, l2_mode=mode)
         return trained_parameters(module, images, labels)
 
     in_optimizer, in_loss, without = train(0.5, "optimizer"), train(0.5, "loss"), train(0.0, "optimizer")
@@ -440,9 +435,7 @@ def test_l2_applies_to_exactly_the_conv_and_linear_weights(net):
 
 @pytest.mark.parametrize("mode, decay", [("optimizer", 0.3), ("loss", 0.0)])
 def test_the_optimizer_decays_only_the_weights_and_only_in_optimizer_mode(mode, decay):
-    module = FoodClassifier(
-        FoodCNN(num_classes=3, widths=[4, 8]), FOLDER_CLASSES, adam(), weight_decay=0.3, l2_mode=mode
-    )
+    module = FoodClassifier(FoodCNN(num_classes=3, widths=[4, 8]), adam(), weight_decay=0.3, l2_mode=mode)
     optimizer = module.configure_optimizers()
     decayed, others = optimizer.param_groups
     assert {id(p) for p in decayed["params"]} == {id(p) for p in decayed_parameters(module.net)}
@@ -452,21 +445,21 @@ def test_the_optimizer_decays_only_the_weights_and_only_in_optimizer_mode(mode, 
 
 def test_model_configs_give_adam_and_the_per_epoch_cosine_schedule(tmp_path):
     cfg = compose_config(["task=food", "trainer.max_epochs=7", "model.optimizer.lr=0.005"], tmp_path)
-    module = build(cfg.model)
+    module = model_for_data(cfg)
     configured = module.configure_optimizers()
     optimizer, schedule = configured["optimizer"], configured["lr_scheduler"]
     assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["lr"] == 0.005
     assert optimizer.param_groups[0]["weight_decay"] == cfg.weight_decay
     assert isinstance(schedule["scheduler"], torch.optim.lr_scheduler.CosineAnnealingLR)
     assert schedule["scheduler"].T_max == 7 and schedule["interval"] == "epoch"
-    report = build(compose_config(["experiment=food_report_cnn3"], tmp_path).model)
+    report = model_for_data(compose_config(["experiment=food_report_cnn3"], tmp_path))
     constant = report.configure_optimizers()  # the report's setting: Adam 1e-3, no schedule, no L2
     assert isinstance(constant, torch.optim.Adam) and constant.defaults["lr"] == 1e-3
     assert constant.param_groups[0]["weight_decay"] == 0.0
 
 
 def test_the_module_and_datamodule_offer_what_the_callbacks_declare(tmp_path):
-    module = FoodClassifier(FoodCNN(num_classes=3, widths=[4, 8], convs_per_stage=1), FOLDER_CLASSES, adam())
+    module = FoodClassifier(FoodCNN(num_classes=3, widths=[4, 8], convs_per_stage=1), adam())
     datamodule = folder_module(tmp_path)
     for protocol, instance in ((FoodModel, module), (FoodData, datamodule)):
         declared = [name for name in vars(protocol) if not name.startswith("_")]
@@ -485,7 +478,7 @@ def test_training_accuracy_at_test_time_is_a_callback(tmp_path):
     make_food11(tmp_path / "food11", {"training": 2, "validation": 1, "evaluation": 1}, classes=3)
     datamodule = food11_module(tmp_path, class_names=FOOD11_CLASSES[:3], batch_size=4)
     torch.manual_seed(0)
-    module = FoodClassifier(FoodCNN(num_classes=3, widths=[4]), FOOD11_CLASSES[:3], adam())
+    module = FoodClassifier(FoodCNN(num_classes=3, widths=[4]), adam())
     trainer = quiet_trainer(callbacks=[TrainAccuracyAtTest()])
     (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
     predicted, true = predict_split(module, datamodule, "train")
@@ -518,7 +511,7 @@ def test_flip_averaging_is_the_mean_of_the_two_passes():
         averaged_logits(invariant, images, flip=True, crop=None), invariant(images), atol=1e-6
     )
     net = FoodCNN(num_classes=3, widths=[4, 8]).eval()
-    module = FoodClassifier(net, FOLDER_CLASSES, adam(), tta_flip=True)
+    module = FoodClassifier(net, adam(), tta_flip=True)
     plain, mirrored = net(images), net(images.flip(-1))
     assert not torch.allclose(plain, mirrored, atol=1e-4), "a general net sees the mirror differently"
     assert torch.allclose(module.predict_images(images, tta=True), (plain + mirrored) / 2, atol=1e-6)
@@ -536,9 +529,9 @@ def test_crop_views_are_the_corners_and_centre_resized_back():
     mirrored = tta_views(images, flip=True, crop=0.5)
     assert len(mirrored) == 12 and all(torch.equal(m, v.flip(-1)) for m, v in zip(mirrored[6:], views))
     with pytest.raises(HW2LabError, match="tta_crop"):
-        FoodClassifier(FoodCNN(num_classes=3, widths=[4]), FOLDER_CLASSES, adam(), tta_crop=1.5)
+        FoodClassifier(FoodCNN(num_classes=3, widths=[4]), adam(), tta_crop=1.5)
     with pytest.raises(HW2LabError, match="tta_val"):
-        FoodClassifier(FoodCNN(num_classes=3, widths=[4]), FOLDER_CLASSES, adam(), tta_val=True)
+        FoodClassifier(FoodCNN(num_classes=3, widths=[4]), adam(), tta_val=True)
 
 
 def test_averaged_metrics_are_logged_beside_the_plain_ones(tmp_path):
@@ -548,11 +541,11 @@ def test_averaged_metrics_are_logged_beside_the_plain_ones(tmp_path):
     datamodule = food11_module(tmp_path, class_names=FOOD11_CLASSES[:3], batch_size=4)
     torch.manual_seed(0)
     net = FoodCNN(num_classes=3, widths=[4, 8])
-    averaged = FoodClassifier(net, FOOD11_CLASSES[:3], adam(), tta_flip=True, tta_crop=0.75, tta_val=True)
+    averaged = FoodClassifier(net, adam(), tta_flip=True, tta_crop=0.75, tta_val=True)
     (metrics,) = quiet_trainer(callbacks=[TrainAccuracyAtTest()]).test(
         averaged, datamodule=datamodule, verbose=False
     )
-    plain = FoodClassifier(net, FOOD11_CLASSES[:3], adam())
+    plain = FoodClassifier(net, adam())
     (without,) = quiet_trainer(callbacks=[TrainAccuracyAtTest()]).test(
         plain, datamodule=datamodule, verbose=False
     )
@@ -571,20 +564,20 @@ def test_averaged_metrics_are_logged_beside_the_plain_ones(tmp_path):
     (validated,) = quiet_trainer().validate(averaged, datamodule=datamodule, verbose=False)
     assert set(validated) == {"val/loss", "val/acc", "val/loss_tta", "val/acc_tta"}
     (validated_plain,) = quiet_trainer().validate(
-        FoodClassifier(net, FOOD11_CLASSES[:3], adam(), tta_flip=True), datamodule=datamodule, verbose=False
+        FoodClassifier(net, adam(), tta_flip=True), datamodule=datamodule, verbose=False
     )
     assert set(validated_plain) == {"val/loss", "val/acc"}, "validation averages only with tta_val"
 
 
 def test_the_resnet_and_the_70_percent_preset_compose(tmp_path):
-    module = build(compose_config(["task=food", "model=food_resnet"], tmp_path).model)
+    module = model_for_data(compose_config(["task=food", "model=food_resnet"], tmp_path))
     assert isinstance(module.net, FoodResNet) and not module.tta
     assert len(module.net.blocks) == 8 and module.net.blocks[-1].drop_path.p == pytest.approx(0.1)
     cfg = compose_config(["experiment=food_70"], tmp_path)
-    preset = build(cfg.model)
+    preset = model_for_data(cfg)
     assert isinstance(preset.net, FoodResNet) and preset.tta_flip and preset.tta_crop is None
     assert cfg.data.image_size == 48 and preset.mix_prob == 1.0 and preset.label_smoothing == 0.1
-    default = build(compose_config(["task=food"], tmp_path).model)
+    default = model_for_data(compose_config(["task=food"], tmp_path))
     assert isinstance(default.net, FoodCNN) and not default.tta, "the default stays without averaging"
 
 

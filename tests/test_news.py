@@ -98,7 +98,9 @@ def word_model(
         net=partial(net, **net_settings),
         optimizer=partial(torch.optim.AdamW, lr=lr, weight_decay=1e-4),
         scheduler=scheduler,
-        embedding=WordEmbedding(str(data_dir or "."), glove_file, dim=GLOVE_DIM, freeze=freeze),
+        embedding=partial(
+            WordEmbedding, data_dir=str(data_dir or "."), glove_file=glove_file, dim=GLOVE_DIM, freeze=freeze
+        ),
     )
 
 
@@ -467,7 +469,7 @@ def test_glove_loading_reads_dimension_and_handles_unknown_words(data_dir: Path,
     datamodule = make_datamodule(data_dir)
     datamodule.setup()
     model = word_model(data_dir=data_dir, glove_file="glove/tiny.txt")
-    model.build(datamodule.classes, datamodule.vocab.itos)
+    model.build_net({"classes": datamodule.classes, "itos": datamodule.vocab.itos})
     weights = model.net.embedding.weight
     assert weights.shape == (len(datamodule.vocab), GLOVE_DIM)
     assert not weights[0].any() and weights[1].any()  # <pad> zero, <unk> random
@@ -600,18 +602,18 @@ def test_decayed_weights_are_those_of_the_old_name_rule(tiny_bert: Path):
     itos = ["<pad>", "<unk>", "a", "b", "c"]
     classes = list(CATEGORY_WORDS)
     for model in (word_model(), word_model(num_layers=2), word_model(BagClassifier, freeze=True)):
-        model.build(classes, itos)
+        model.build_net({"classes": classes, "itos": itos})
         decayed = {id(p) for p in decayed_parameters(model)}
         assert decayed == old_decay_rule(model) and decayed
     trainable_bag = word_model(BagClassifier, freeze=False)
-    trainable_bag.build(classes, itos)
+    trainable_bag.build_net({"classes": classes, "itos": itos})
     bag_weight = trainable_bag.net.bag.weight
     assert old_decay_rule(trainable_bag) - {id(p) for p in decayed_parameters(trainable_bag)} == {
         id(bag_weight)
     }
     for pooling in ("mean", "lstm"):
         model = transformer_model(tiny_bert, pooling=pooling)
-        model.build(classes)
+        model.build_net({"classes": classes})
         assert {id(p) for p in decayed_parameters(model)} == old_decay_rule(model)
 
 
@@ -626,12 +628,7 @@ def test_a_checkpoint_restores_without_the_data(data_dir: Path, tmp_path: Path):
     trainer.save_checkpoint(path)
     (data_dir / "glove" / "tiny.txt").unlink()
 
-    restored = NewsClassifier.load_from_checkpoint(
-        path,
-        net=partial(LSTMClassifier, hidden_dim=8),
-        optimizer=partial(torch.optim.AdamW),
-        embedding=WordEmbedding(glove_file=None, dim=50),  # the width comes from the checkpoint
-    )
+    restored = NewsClassifier.load_from_checkpoint(path, weights_only=True)
     assert restored.classes == datamodule.classes and restored.itos == datamodule.vocab.itos
     ids, lengths = datamodule.encode(["Shares and profit news", "Cup final"])
     torch.testing.assert_close(restored.eval()(ids, lengths), model.eval()(ids, lengths))
@@ -744,7 +741,7 @@ def test_windows_cover_the_whole_text_and_the_vote_averages_them(
     assert capped.split_tensors["train"][0].shape[1] == 2
 
     model = transformer_model(folder)
-    model.build(list(CATEGORY_WORDS))
+    model.build_net({"classes": list(CATEGORY_WORDS)})
     model.eval()
     batch_ids, batch_mask = ids[:3], mask[:3]
     with torch.no_grad():
@@ -889,7 +886,7 @@ def test_the_real_pretrained_checkpoint_loads_offline():
     model = NewsClassifier(
         net=partial(TransformerClassifier, encoder=encoder), optimizer=partial(torch.optim.AdamW)
     )
-    model.build(list(CATEGORY_WORDS))
+    model.build_net({"classes": list(CATEGORY_WORDS)})
     model.eval()
     probabilities, attention = model.attention_maps(ids, mask)
     assert probabilities.shape == (1, 5) and attention.shape == (1, 12, ids.shape[1], ids.shape[1])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_run_outputs, compose_config, quiet_trainer, write_tibetan_npz
+from helpers import assert_run_outputs, compose_config, model_for_data, quiet_trainer, write_tibetan_npz
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 from PIL import Image
@@ -160,7 +160,7 @@ def test_config_composes_for_both_models_and_datasets(tmp_path):
         ["experiment=vae_conv_anime"],
     ):
         cfg = compose_config(overrides, tmp_path)
-        module = instantiate(cfg.model)
+        module = model_for_data(cfg)
         assert module.latent_dim == 32
         channels = cfg.data.channels
         assert module.net.image_shape == (channels, cfg.data.image_size, cfg.data.image_size)
@@ -425,7 +425,7 @@ def test_report_preset_carries_its_settings(preset, tmp_path):
     raw = OmegaConf.load(f"conf/experiment/{preset}.yaml")
     assert OmegaConf.select(raw, "hydra.sweeper.params", default=None) == sweep
     if preset == "vae_conv_anime":  # the 4 conv + BatchNorm blocks each way (64 -> 4)
-        net = instantiate(cfg.model.net)
+        net = instantiate(cfg.model.net)(image_shape=[cfg.data.channels, *[cfg.data.image_size] * 2])
         assert sum(isinstance(m, nn.BatchNorm2d) for m in net.encoder) == 4
         assert net.bottom[1:] == (4, 4)
 

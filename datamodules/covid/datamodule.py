@@ -116,6 +116,10 @@ class CovidDataModule(InMemoryDataModule):
         self.split_index: dict[str, np.ndarray] = {}
         self.label_balance: dict[str, float] = {}
 
+    def net_inputs(self) -> dict[str, list[str]]:
+        """What the net is built for: the input channels besides the new cases."""
+        return {"features": list(self.features)}
+
     def inputs(self, diffs: np.ndarray, rows: np.ndarray, target_day: np.ndarray) -> np.ndarray:
         """The model's input for each (row, labelled day): the normalised window of the L days before
         it, and the `features` channels of those days when configured. float64."""

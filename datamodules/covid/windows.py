@@ -238,10 +238,9 @@ def window_features(
       window's last day: the seasonal comparison sits in the last two steps, as today's does;
     - `mean7`: sign-log1p of the mean of the 7 days ending at each day (the level beyond the window).
 
-    `target_day` may be one past the last day (tomorrow's prediction). `diffs` are raw new cases.
+    `target_day` may be one past the last day (tomorrow's prediction). `diffs` are raw new cases; the
+    feature names are the datamodule's, checked when it was made.
     """
-    unknown = [name for name in features if name not in FEATURES]
-    check(not unknown, f"features must be among {tuple(FEATURES)}, got {unknown}")
     padded = padded_history(diffs)
     steps = target_day[:, None] - interval + np.arange(interval)[None, :]  # day index of each window day
     cumulative = np.concatenate([np.zeros((len(padded), 1)), np.cumsum(padded, axis=1)], axis=1)

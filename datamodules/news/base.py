@@ -81,6 +81,11 @@ class NewsDataModule(InMemoryDataModule, ABC):
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def net_inputs(self) -> dict[str, list[str]]:
+        """What the net is built for: the class names (read in `setup`)."""
+        check(bool(self.classes), "the articles are not read yet (setup)")
+        return {"classes": list(self.classes)}
+
     def texts(self, split: str) -> list[str]:
         """The raw model inputs of a split (before tokenisation), e.g. for a TF-IDF baseline."""
         self.setup()

@@ -109,6 +109,10 @@ class WordNewsDataModule(NewsDataModule):
         self.embedding_file, self.add_embedding_words = embedding_file, add_embedding_words
         self.vocab: Vocabulary | None = None
 
+    def net_inputs(self) -> dict[str, list[str]]:
+        """The class names and the vocabulary built on the training split (its words by id)."""
+        return {**super().net_inputs(), "itos": list(self.vocab.itos)}
+
     def encode_splits(self) -> None:
         self.run_notes["stop_words"] = self.pipeline.stop_words_source or "kept"
         tokens = {s: [self.pipeline(a.text(self.text)) for a in self.articles[s]] for s in self.splits()}

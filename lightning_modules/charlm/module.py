@@ -15,7 +15,8 @@ Validation and test score two ways (the datamodule's two dataloaders):
   seeded random windows (256 characters by default), each read from a fresh state (hidden = None).
 
 The vocabulary comes from the training text, so the network (`net`, a partial taking the vocabulary size) is
-built in `setup`, once the datamodule has read the file, and the vocabulary travels in the checkpoint.
+built in `setup` from the datamodule's `net_inputs()` (its characters), which travel in the checkpoint
+(hw2lab.training.TaskModule).
 Optimiser, learning-rate schedule and gradient clipping come from config (hw2lab.training.TaskModule and
 `trainer.gradient_clip_val`).
 """
@@ -29,9 +30,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from lightning.pytorch.trainer.states import TrainerFn
-from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from datamodules.charlm import IGNORE_INDEX, CharBatch, Vocabulary
 from hw2lab.errors import check
@@ -116,83 +115,29 @@ def check_sampling(temperature: float, top_k: int | None) -> None:
     check(top_k is None or top_k >= 1, f"top_k must be >= 1 or null, got {top_k}")
 
 
-def as_config(factory: Callable | Mapping | None) -> dict | None:
-    """A partial (functools' or Hydra's) of keyword arguments as the `_partial_` config that makes it, in
-    plain values (a list setting such as AdamW's betas reaches a Hydra partial as a ListConfig, which a
-    checkpoint loaded with weights_only refuses)."""
-    if factory is None or isinstance(factory, Mapping):
-        return None if factory is None else dict(factory)
-    target = getattr(factory, "func", factory)
-    check(not getattr(factory, "args", ()), f"{factory!r}: give the settings as keywords")
-    keywords = {
-        name: OmegaConf.to_container(value) if isinstance(value, ListConfig | DictConfig) else value
-        for name, value in getattr(factory, "keywords", {}).items()
-    }
-    return {"_target_": f"{target.__module__}.{target.__qualname__}", "_partial_": True, **keywords}
-
-
-# Where the targets of a config given as a mapping (a checkpoint's) may come from: a checkpoint loads with
-# weights_only, so it must not name just any callable for the module to call.
-CONFIG_TARGETS = {
-    "net": ("lightning_modules.", "torch.nn."),
-    "optimizer": ("torch.optim.",),
-    "scheduler": ("torch.optim.lr_scheduler.", "hw2lab.training.", "lightning_modules.charlm."),
-}
-
-
-def from_config(factory: Callable | Mapping | None, role: str) -> Callable | None:
-    """The partial a `_partial_` config describes, for `role` (net, optimizer, scheduler); a partial or None
-    as it is."""
-    if not isinstance(factory, Mapping):
-        return factory
-    target = str(factory.get("_target_", ""))
-    check(
-        target.startswith(CONFIG_TARGETS[role]) and factory.get("_partial_") is True,
-        f"model.{role} from a mapping must be a _partial_ target under {CONFIG_TARGETS[role]}, got {target!r}",
-    )
-    return instantiate(factory)
-
-
 class CharLMModule(TaskModule):
     """Trains a char-LM net; logs per epoch the streamed loss (nats) and bpc (bits), the window metrics
     (`window_nll`, `window_bpc`) for validation and test, training chars/s and the training minutes so far
     (`train/minutes`, validation excluded: the x axis of the sweep's learning curves).
 
-    `net` is a partial taking the vocabulary size (`model.net` in config); `optimizer`, `scheduler` and
-    `scheduler_interval` are TaskModule's (`model.optimizer`, `model.scheduler`). Each of the three may also
-    be given as its `_partial_` config (a mapping): that is how the checkpoint keeps them (plain values, so
-    it loads with weights_only), and `CharLMModule.load_from_checkpoint(path)` needs nothing else.
+    `net` is a partial taking `vocab_size` (`model.net` in config), completed with the data's characters
+    (`build_net({"characters": ...})`, which `setup` calls); `optimizer`, `scheduler` and
+    `scheduler_interval` are TaskModule's (`model.optimizer`, `model.scheduler`), and so is the checkpoint:
+    `CharLMModule.load_from_checkpoint(path)` needs nothing else.
     """
 
     def __init__(
         self,
-        net: Callable[[int], CharNet] | Mapping,
+        net: Callable[..., CharNet] | Mapping,
         optimizer: Callable[..., torch.optim.Optimizer] | Mapping,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | Mapping | None = None,
         scheduler_interval: str = "step",
-        vocabulary: str | None = None,
     ) -> None:
-        net = from_config(net, "net")
-        optimizer = from_config(optimizer, "optimizer")
-        scheduler = from_config(scheduler, "scheduler")
-        super().__init__(optimizer, scheduler, scheduler_interval)
+        super().__init__(optimizer, scheduler, scheduler_interval, net=net)
         # A bad network setting fails now, in one line: built on the meta device (no memory, no random draws).
         with torch.device("meta"):
-            net(1)
-        self.save_hyperparameters(
-            {
-                "net": as_config(net),
-                "optimizer": as_config(optimizer),
-                "scheduler": as_config(scheduler),
-                "scheduler_interval": scheduler_interval,
-            },
-            logger=False,
-        )
-        self.make_net = net
-        self.net: CharNet | None = None
+            self.net_factory(vocab_size=1)
         self.vocabulary: Vocabulary | None = None
-        if vocabulary is not None:
-            self.build(Vocabulary(vocabulary))
         # The state carried between batches, one per stage: validation runs in the middle of a training
         # epoch's stream must not clobber it.
         self._hidden: dict[str, Hidden | None] = {}
@@ -203,24 +148,13 @@ class CharLMModule(TaskModule):
         self._epoch_began = 0.0
         self._clock: float | None = None
 
-    def build(self, vocabulary: Vocabulary) -> None:
-        """Build the network for `vocabulary` (once; a different vocabulary later is a user error)."""
-        if self.vocabulary is not None:
-            check(
-                vocabulary.characters == self.vocabulary.characters,
-                "the text's vocabulary differs from the one this model was trained with",
-            )
-            return
-        self.vocabulary = vocabulary
-        self.net = self.make_net(len(vocabulary))
+    def make_net(self, inputs: dict) -> CharNet:
+        self.vocabulary = Vocabulary(inputs["characters"])
+        return self.net_factory(vocab_size=len(self.vocabulary))
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         datamodule = self.trainer.datamodule
-        vocabulary = getattr(datamodule, "vocabulary", None)
-        check(
-            vocabulary is not None, "CharLMModule needs a datamodule with a vocabulary (CharTextDataModule)"
-        )
-        self.build(vocabulary)
         context = self.net.context_size
         if context is not None:
             time_step = getattr(datamodule, "time_step", 0)
@@ -238,11 +172,11 @@ class CharLMModule(TaskModule):
             )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["vocabulary"] = self.vocabulary.characters
+        super().on_save_checkpoint(checkpoint)
         checkpoint["train_seconds"] = self._train_seconds
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.build(Vocabulary(checkpoint["vocabulary"]))
+        super().on_load_checkpoint(checkpoint)
         self._train_seconds = float(checkpoint.get("train_seconds", 0.0))
 
     def forward(self, ids: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden | None]:

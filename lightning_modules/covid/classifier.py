@@ -18,8 +18,8 @@ from hw2lab.training import RECURRENT_CELLS, TaskModule, eval_mode
 
 
 class RecurrentClassifier(nn.Module):
-    """(batch, L) new cases, or (batch, L, 1 + channels) with the data's `features`, -> (batch,) logits,
-    from the last step's top-layer hidden state."""
+    """(batch, L) new cases, or (batch, L, 1 + channels) with the data's `features` (names the datamodule
+    has checked), -> (batch,) logits, from the last step's top-layer hidden state."""
 
     def __init__(
         self,
@@ -31,8 +31,6 @@ class RecurrentClassifier(nn.Module):
     ) -> None:
         super().__init__()
         check(cell in RECURRENT_CELLS, f"cell must be one of {tuple(RECURRENT_CELLS)}, got {cell!r}")
-        unknown = [name for name in features or () if name not in FEATURES]
-        check(not unknown, f"features must be among {tuple(FEATURES)}, got {unknown}")
         check(hidden_size >= 1 and num_layers >= 1, "model.net hidden_size and num_layers must be >= 1")
         check(0 <= dropout < 1, f"model.net.dropout must be in [0, 1), got {dropout}")
         self.cell = cell
@@ -85,17 +83,19 @@ class CovidModule(TaskModule):
     With `recalibrate`, at test time (after the best checkpoint is loaded) the logits get an offset fitted
     on the validation windows (`fit_logit_offset`): the rate of rises moves with time, and val is the
     labelled block closest to test. It changes accuracy, F1 and Brier, not AUROC; `test/logit_offset`.
+
+    `net`: a partial taking the data's `features` (see TaskModule), or a net built already.
     """
 
     def __init__(
         self,
-        net: nn.Module,
+        net: Callable[..., nn.Module] | nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         recalibrate: bool = False,
     ) -> None:
-        super().__init__(optimizer, scheduler)
-        self.net = net
+        super().__init__(optimizer, scheduler, net=net)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.recalibrate = recalibrate
         self.register_buffer("logit_offset", torch.zeros(()), persistent=False)
         self.add_stage_metrics(binary_metrics)

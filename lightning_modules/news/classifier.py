@@ -1,15 +1,15 @@
 """News classification: one LightningModule trains any of the news nets (`lightning_modules/news/nets.py`).
 
-The config gives the net as a `_partial_` target (`model.net`): what only the data knows is filled in by the
-module's `setup`, the number of classes and, for word models, the embedding of the vocabulary built on the
-training split (`model.embedding`, GloVe-initialised; `lightning_modules/news/embeddings.py`). The
+The config gives the net as a `_partial_` target (`model.net`): what only the data knows (its `net_inputs()`)
+is filled in by the module's `setup` (hw2lab.training.TaskModule), the number of classes and, for word
+models, the embedding of the vocabulary built on the training split (`model.embedding`, GloVe-initialised; `lightning_modules/news/embeddings.py`). The
 Transformer's encoder is a nested target of the partial, loaded when the config is instantiated, so a bad
 `model.net.encoder.pretrained` fails before any data is read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from hw2lab.errors import check
+from hw2lab.partial_configs import as_config, from_config
 from hw2lab.training import TaskModule, eval_mode
 from lightning_modules.news.embeddings import WordEmbedding
 
@@ -35,64 +36,68 @@ def one_window_each(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tu
 class NewsClassifier(TaskModule):
     """Trains one of the news classifiers with cross-entropy; logs loss, accuracy and macro F1 per epoch.
 
-    `net`: a partial net target, completed in `setup` with `num_classes` and, for word models (those with
-    an `embedding`, a `WordEmbedding`), `embedding=` the vocabulary's embedding. Word models read (token ids,
-    lengths), the Transformer (input ids, attention mask). `optimizer` / `scheduler`: see `TaskModule`.
+    `net`: a partial net target, completed (TaskModule.build_net) with the data's `classes` (their count)
+    and, for word models (those with an `embedding`), `embedding=` the embedding of the data's vocabulary
+    `itos`. Word models read (token ids, lengths), the Transformer (input ids, attention mask).
+    `embedding`: a `_partial_` WordEmbedding config (`model.embedding`) or one made already;
+    `embedding_dim`, a checkpoint's, makes it blank of that width (no GloVe file read: the weights replace
+    it). `optimizer` / `scheduler`: see `TaskModule`. A Transformer net holds its loaded encoder, which no
+    config describes: its checkpoint loads with `net=` given.
     """
 
     def __init__(
         self,
-        net: Callable[..., nn.Module],
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
-        embedding: WordEmbedding | None = None,
+        net: Callable[..., nn.Module] | Mapping,
+        optimizer: Callable[..., torch.optim.Optimizer] | Mapping,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | Mapping | None = None,
+        embedding: WordEmbedding | Callable[..., WordEmbedding] | Mapping | None = None,
         scheduler_interval: str = "step",
+        embedding_dim: int | None = None,
     ) -> None:
-        super().__init__(optimizer, scheduler, scheduler_interval)
+        super().__init__(optimizer, scheduler, scheduler_interval, net=net)
         check(
-            callable(net),
+            self.net_factory is not None,
             "model.net must be a _partial_ net target (e.g. lightning_modules.news.nets.LSTMClassifier)",
         )
-        self.net_factory = net
+        embedding = from_config(embedding, "model.embedding", self.CONFIG_TARGETS["net"])
+        if embedding is not None and not isinstance(embedding, WordEmbedding):  # the config's partial
+            self.saved_hparams["embedding"] = as_config(embedding)
+            embedding = embedding(**({"glove_file": None, "dim": embedding_dim} if embedding_dim else {}))
         self.word_embedding = embedding
-        self.net: nn.Module | None = None
-        self.classes: list[str] = []
-        self.itos: list[str] = []
+        self.restored_embedding_dim = embedding_dim
         self.test_predictions: list[torch.Tensor] = []
 
     # -- construction once the data is known
-    def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule
-        if self.net is None:
-            vocab = getattr(datamodule, "vocab", None)
-            if self.word_embedding is not None:
-                check(
-                    vocab is not None,
-                    "model.embedding is set (a word model), but the data was encoded with a Transformer "
-                    "tokenizer (data.tokenizer_name is set)",
-                )
-            else:
-                check(
-                    vocab is None,
-                    "the net reads sub-word ids (model.embedding is null), so it needs data.tokenizer_name "
-                    "(set from model.net.encoder.pretrained)",
-                )
-            self.build(list(datamodule.classes), vocab.itos if vocab is not None else None)
-        self.classes = list(datamodule.classes)
+    @property
+    def classes(self) -> list[str]:
+        return list((self.net_inputs or {}).get("classes", []))
 
-    def build(
-        self, classes: list[str], itos: list[str] | None = None, embedding_dim: int | None = None
-    ) -> None:
-        """Complete the net for these classes (and, for word models, this vocabulary; with `embedding_dim`
-        a blank embedding of that width, for weights from a checkpoint) and the per-class metrics."""
-        self.classes = list(classes)
-        num_classes = len(self.classes)
+    @property
+    def itos(self) -> list[str]:
+        """A word model's vocabulary (empty for the Transformer)."""
+        return list((self.net_inputs or {}).get("itos", []))
+
+    def make_net(self, inputs: dict) -> nn.Module:
+        """The net for the data's classes (and, for word models, its vocabulary), and per-class metrics."""
         if self.word_embedding is not None:
-            self.itos = list(itos or [])
-            embedding = self.word_embedding(self.itos, dim=embedding_dim)
-            self.net = self.net_factory(embedding=embedding, num_classes=num_classes)
+            check(
+                "itos" in inputs,
+                "model.embedding is set (a word model), but the data was encoded with a Transformer "
+                "tokenizer (data.tokenizer_name is set)",
+            )
         else:
-            self.net = self.net_factory(num_classes=num_classes)
+            check(
+                "itos" not in inputs,
+                "the net reads sub-word ids (model.embedding is null), so it needs data.tokenizer_name "
+                "(set from model.net.encoder.pretrained)",
+            )
+        num_classes = len(inputs["classes"])
+        if self.word_embedding is not None:
+            embedding = self.word_embedding(list(inputs["itos"]), dim=self.restored_embedding_dim)
+            self.saved_hparams["embedding_dim"] = embedding.embedding_dim
+            net = self.net_factory(embedding=embedding, num_classes=num_classes)
+        else:
+            net = self.net_factory(num_classes=num_classes)
         self.add_stage_metrics(
             lambda: MetricCollection(
                 {
@@ -102,26 +107,7 @@ class NewsClassifier(TaskModule):
             )
         )
         self.confusion = MulticlassConfusionMatrix(num_classes).to(self.device)
-
-    @property
-    def embedding_dim(self) -> int | None:
-        """The width of a word model's embedding (None for the Transformer or before `build`)."""
-        if self.net is None or self.word_embedding is None:
-            return None
-        return next(
-            m for m in self.net.modules() if isinstance(m, nn.Embedding | nn.EmbeddingBag)
-        ).embedding_dim
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # What a checkpoint needs to rebuild the net and read its outputs without the data.
-        checkpoint["news"] = {"classes": self.classes, "itos": self.itos, "embedding_dim": self.embedding_dim}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        saved = checkpoint.get("news", {})
-        if self.net is None and saved:  # the weights come from the checkpoint: no GloVe file is read
-            dim = saved.get("embedding_dim") or (self.word_embedding.dim if self.word_embedding else None)
-            self.build(saved["classes"], saved.get("itos"), embedding_dim=dim)
-        self.classes = saved.get("classes", self.classes)
+        return net
 
     # -- forward and steps
     def forward(self, inputs: torch.Tensor, lengths_or_mask: torch.Tensor) -> torch.Tensor:
