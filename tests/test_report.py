@@ -44,6 +44,9 @@ def results_tree(tmp_path):
     )
     write_run(tmp_path / "outputs" / "vae" / "broken", "vae", ["task=vae"], {}, status="failed")
     write_run(tmp_path / "outputs" / "charlm" / "run", "charlm", ["task=charlm"], {"val/bpc": 2.04})
+    smoke = tmp_path / "multirun" / "vae" / "2026-12-02" / "09-00-00-000000"  # a smoke sweep: never a result
+    write_run(smoke / "0", "vae", ["task=vae", "trainer=debug"], {"test/neg_elbo": 900.0})
+    (smoke / "comparison.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"1" * 100)
     bench = tmp_path / "bench" / "results"
     bench.mkdir(parents=True)
     (bench / "vae-1.json").write_text(
@@ -112,6 +115,13 @@ def test_the_report_shows_measured_rows_with_commands_and_not_run_elsewhere(resu
     page.feed((out / "index.html").read_text())
     assert page.scripts == 0  # readable offline, nothing to load
     assert page.images and all((out / src).is_file() for src in page.images)
+    # the sweep's comparison is shown, the smoke sweep's not; captions name no absolute path
+    shown = [(out / src).read_bytes() for src in page.images]
+    assert (
+        results_tree / "multirun" / "vae" / "2026-12-01" / "10-00-00-000000" / "comparison.png"
+    ).read_bytes() in shown
+    assert not any(b"1" * 100 in image for image in shown)
+    assert str(results_tree) not in (out / "index.html").read_text()
     data_rows = [row for row in page.rows if row and row[0] not in ("figure", "bench")]
     by_label = {row[0]: row for row in data_rows}
     vae = by_label[MAIN_JOB_ROW]
