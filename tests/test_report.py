@@ -444,3 +444,57 @@ def test_a_record_leaves_out_where_the_run_wrote_its_files(tmp_path):
     assert target.name == "map.json" and str(tmp_path) not in target.read_text()
     (kept,) = json.loads(target.read_text())["runs"]
     assert kept["command"] == "python run.py task=covid" and kept["overrides"] == ["task=covid"]
+
+
+def test_the_best_epoch_is_the_best_validation_epoch_counted_from_one(tmp_path):
+    from hw2lab.pipeline import best_epoch
+    from hw2lab.run_files import write_history
+
+    history = tmp_path / "history.csv"
+    write_history(
+        [{"epoch": 0, "val/loss": 3.0}, {"epoch": 1, "val/loss": 2.0}, {"epoch": 2, "val/loss": 2.5}], history
+    )
+    assert best_epoch(history, "val/loss", "min") == 2
+    assert best_epoch(history, "val/loss", "max") == 1
+    assert (
+        best_epoch(history, "val/acc", "max") is None
+        and best_epoch(tmp_path / "none.csv", "val/loss", "min") is None
+    )
+
+
+def test_the_commit_is_known_in_a_git_checkout_and_null_outside(tmp_path, monkeypatch):
+    from hw2lab import provenance
+
+    version = provenance.code_version()
+    if (REPO_ROOT / ".git").exists():
+        assert len(version["git_commit"]) == 40 and isinstance(version["git_dirty"], bool)
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+    assert provenance.code_version() == {"git_commit": None, "git_dirty": None}
+
+
+def test_a_record_keeps_each_runs_provenance_and_a_small_key_figure(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    sweep = tmp_path / "multirun" / "vae" / "2026-12-03" / "10-00-00-000000"
+    write_run(sweep / "0", "vae", ["task=vae", "kl_weight=1"], {"test/neg_elbo": 120.0})
+    metrics = json.loads((sweep / "0" / "metrics.json").read_text())
+    provenance = {"duration_s": 95.5, "fit_s": 80.25, "epochs": 15, "best_epoch": 12, "torch_threads": 1}
+    provenance.update({"git_commit": "a" * 40, "git_dirty": False})
+    (sweep / "0" / "metrics.json").write_text(json.dumps({**metrics, **provenance}))
+    noise = np.random.default_rng(0).integers(0, 256, (900, 1200, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(sweep / "comparison.png")
+    assert (sweep / "comparison.png").stat().st_size > 300_000
+    records = tmp_path / "results"
+    target = report.record(sweep, records, name="vae_main")
+    (kept,) = json.loads(target.read_text())["runs"]
+    assert {key: kept[key] for key in provenance} == provenance
+    figure = target.with_suffix(".png")
+    assert 0 < figure.stat().st_size <= 300_000 and Image.open(figure).format == "PNG"
+    (run,) = report.collect_runs([], records)
+    assert run.provenance == provenance and run.figures == [figure]
+    out = tmp_path / "report"
+    report.main(["--root", str(tmp_path / "nothing"), "--results", str(records), "--out", str(out)])
+    page = Page()
+    page.feed((out / "index.html").read_text())
+    assert [(out / src).read_bytes() for src in page.images] == [figure.read_bytes()]  # beside its numbers
