@@ -498,3 +498,45 @@ def test_a_record_keeps_each_runs_provenance_and_a_small_key_figure(tmp_path):
     page = Page()
     page.feed((out / "index.html").read_text())
     assert [(out / src).read_bytes() for src in page.images] == [figure.read_bytes()]  # beside its numbers
+
+
+def test_every_task_doc_results_block_matches_the_committed_records():
+    rows = committed_rows()
+    for task in dict.fromkeys(row.task for row in rows):
+        text = (REPO_ROOT / "docs" / f"{task}.md").read_text()
+        block = report.doc_block([row for row in rows if row.task == task])
+        assert block in text, f"docs/{task}.md: run `python -m hw2lab.report --readme`"
+
+
+def test_a_doc_block_shows_both_budgets_the_cpu_setting_beside_the_courses_and_the_command(tmp_path):
+    declared = declare(
+        tmp_path,
+        "vae",
+        "runs:\n"
+        "  anime: {command: python run.py experiment=vae_conv_anime, record: results/vae/anime.json,"
+        " cpu: [trainer.max_epochs=20], why: the best epoch is early}\n"
+        "rows:\n"
+        "  - {label: anime, run: anime, metric: test/neg_elbo, where: {experiment: vae_conv_anime}}\n",
+    )
+    full = report.Run(
+        "vae",
+        "python run.py experiment=vae_conv_anime",
+        "2026-12-01",
+        MACHINE,
+        ["experiment=vae_conv_anime"],
+        {"test/neg_elbo": 6777.0},
+        record="vae/anime",
+    )
+    rows = report.build_rows([full], declared, {})
+    doc = tmp_path / "vae.md"
+    doc.write_text(f"# vae\n\n{report.DOC_BEGIN}\nold table\n{report.README_END}\n\nprose\n")
+    assert report.rewrite_docs(tmp_path, rows) == [doc]
+    text = doc.read_text()
+    assert "old table" not in text and text.rstrip().endswith("prose")
+    (line,) = [line for line in text.splitlines() if line.startswith("| anime |")]
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    assert cells[1:3] == ["not run", "6777"]
+    # the course's value is read from the composed preset, not from the declaration
+    assert cells[4:6] == ["`trainer.max_epochs=20`: the best epoch is early", "`trainer.max_epochs=100`"]
+    assert cells[7] == "`python run.py experiment=vae_conv_anime`"
+    assert report.rewrite_docs(tmp_path, rows) == []  # idempotent

@@ -3,7 +3,7 @@
     python -m hw2lab.report                       # report/index.html and report/README.md
     python -m hw2lab.report --record multirun/covid/2026-12-01/10-00-00-000000   # commit a sweep's figures
     python -m hw2lab.report --record bench/results/covid-20261201-055504.json    # ... or a bench's
-    python -m hw2lab.report --readme              # rewrite README's results block from results/
+    python -m hw2lab.report --readme              # rewrite README's and docs/<task>.md's results blocks
 
 Sources: the committed records in `results/` (small JSON files written by `--record`: per run its command,
 date, machine, overrides and metrics; per bench result its command, date, machine and result without the
@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hw2lab.tools.report.markdown import rewrite_readme
+from hw2lab.tools.report.markdown import rewrite_docs, rewrite_readme
 from hw2lab.tools.report.page import write_report
 from hw2lab.tools.report.records import load_bench_records, load_bench_results, record
 from hw2lab.tools.report.rows import build_rows, load_spec
@@ -48,7 +48,10 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         nargs="?",
         const=REPO_ROOT / "README.md",
-        help="rewrite README's results block from the committed records only",
+        help="rewrite README's results block (and each docs/<task>.md's) from the committed records only",
+    )
+    parser.add_argument(
+        "--docs", type=Path, default=REPO_ROOT / "docs", help="the task docs --readme rewrites"
     )
     args = parser.parse_args(argv)
     if args.record:
@@ -61,6 +64,10 @@ def main(argv: list[str] | None = None) -> None:
         rows = build_rows(collect_runs([], args.results), spec, course, bench_records)
         changed = rewrite_readme(args.readme, rows)
         print(f"{args.readme}: results block {'rewritten' if changed else 'already up to date'}")
+        docs = rewrite_docs(args.docs, rows)
+        print(
+            f"{args.docs}: results blocks rewritten in {', '.join(p.name for p in docs) or 'none (up to date)'}"
+        )
         return
     roots = [args.root / "outputs", args.root / "multirun", args.root / "reproduce"]
     rows = build_rows(collect_runs(roots, args.results), spec, course, bench_records)
