@@ -214,6 +214,7 @@ class Runner:
             )
             running: dict[int, JobState] = {}
             closed: set[int] = set()
+            exited: dict[int, float] = {}
             stop_since = None
             while pending or running:
                 while self.stop_signal is None and pending and len(running) < self.slots:
@@ -232,7 +233,11 @@ class Runner:
                 except queue.Empty:
                     pass
                 for key, state in list(running.items()):
-                    if key in closed and state.process is not None and state.process.poll() is not None:
+                    if state.process is None or state.process.poll() is None:
+                        continue
+                    exited.setdefault(key, time.perf_counter())
+                    # its output is read to the end, or a process it left behind holds the pipe open
+                    if key in closed or time.perf_counter() - exited[key] > 10:
                         del running[key]
                         self._finish(state)
                         on_finished(state)
