@@ -25,8 +25,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from hw2lab.errors import HW2LabError, one_line
-from hw2lab.provenance import machine
-from hw2lab.run_files import write_json
+from hw2lab.provenance import code_version, machine
+from hw2lab.run_files import read_history, write_json
 from hw2lab.value_types import check_value_types
 
 log = logging.getLogger("hw2lab")
@@ -69,6 +69,7 @@ def run(cfg: DictConfig) -> float:
         "machine": machine(),
         "overrides": overrides,
         "hparams": key_hparams(cfg),
+        **code_version(),
     }
     started = time.perf_counter()
     try:
@@ -123,8 +124,12 @@ def fit_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
 
     log.info("fitting %s (%s) on %s", type(model).__name__, cfg.task_name, type(datamodule).__name__)
+    fit_started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    metrics = scalar_metrics(trainer.callback_metrics)
+    fit_s = round(time.perf_counter() - fit_started, 2)  # this process's: a resumed run's latest part
+    # A run continued from a last.ckpt written after its final epoch trains no epoch, so Lightning holds no
+    # metrics of it; the final epoch's are history.csv's last row, which the checkpoint restored.
+    metrics = scalar_metrics(trainer.callback_metrics) or last_epoch_metrics(output_dir / "history.csv")
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if cfg.get("test", True):
@@ -145,12 +150,40 @@ def fit_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         "metrics": metrics,
         "notes": notes,
         "epochs": trainer.current_epoch,
+        "best_epoch": best_epoch(
+            output_dir / "history.csv", cfg.get("optimized_metric"), cfg.get("optimized_mode")
+        ),
+        "fit_s": fit_s,
         "global_step": trainer.global_step,
         "best_checkpoint": str(Path(best).relative_to(output_dir)) if best else None,
         "device": str(trainer.strategy.root_device),  # the module is back on the CPU after teardown
         "torch_threads": torch.get_num_threads(),
         "precision": str(trainer.precision),
     }
+
+
+def best_epoch(history: Path, metric: str | None, mode: str | None) -> int | None:
+    """The epoch (counted from 1) with the best `metric` in history.csv, as the best checkpoint chose it
+    (the first of equals); None without a history or that metric."""
+    if not metric or not history.is_file():
+        return None
+    scored = [
+        (row[metric], int(row["epoch"]))
+        for row in read_history(history)
+        if not math.isnan(row.get(metric, math.nan))
+    ]
+    if not scored:
+        return None
+    best = min(scored, key=lambda item: item[0]) if mode != "max" else max(scored, key=lambda item: item[0])
+    return best[1] + 1
+
+
+def last_epoch_metrics(history: Path) -> dict[str, float]:
+    """The metrics of history.csv's last epoch (none without a history)."""
+    rows = read_history(history) if history.is_file() else []
+    if not rows:
+        return {}
+    return {k: v for k, v in sorted(rows[-1].items()) if k != "epoch" and not math.isnan(v)}
 
 
 def cpu_threads(requested: int | None) -> int | None:

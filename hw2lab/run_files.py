@@ -11,6 +11,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+# What a run's metrics.json says about how it ran (hw2lab.pipeline.run): wall time of the whole run and of
+# training, epochs run and the best one (counted from 1), torch threads, the code's commit.
+PROVENANCE = ("duration_s", "fit_s", "epochs", "best_epoch", "torch_threads", "git_commit", "git_dirty")
+
 
 @dataclass
 class RunRecord:
@@ -29,6 +33,7 @@ class RunRecord:
     error: str = ""
     # an Optuna trial stopped with its search and queued again as a new trial (hw2lab.tools.optuna_sweeper)
     retried: bool = False
+    provenance: dict[str, Any] = field(default_factory=dict)  # the PROVENANCE keys the file holds
 
     @property
     def ok(self) -> bool:
@@ -54,6 +59,7 @@ def read_run(path: Path) -> RunRecord:
         notes=data.get("notes", {}),
         error=data.get("error", ""),
         retried=bool(data.get("retried", False)),
+        provenance={key: data[key] for key in PROVENANCE if key in data},
     )
 
 

@@ -44,6 +44,9 @@ def results_tree(tmp_path):
     )
     write_run(tmp_path / "outputs" / "vae" / "broken", "vae", ["task=vae"], {}, status="failed")
     write_run(tmp_path / "outputs" / "charlm" / "run", "charlm", ["task=charlm"], {"val/bpc": 2.04})
+    smoke = tmp_path / "multirun" / "vae" / "2026-12-02" / "09-00-00-000000"  # a smoke sweep: never a result
+    write_run(smoke / "0", "vae", ["task=vae", "trainer=debug"], {"test/neg_elbo": 900.0})
+    (smoke / "comparison.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"1" * 100)
     bench = tmp_path / "bench" / "results"
     bench.mkdir(parents=True)
     (bench / "vae-1.json").write_text(
@@ -112,6 +115,13 @@ def test_the_report_shows_measured_rows_with_commands_and_not_run_elsewhere(resu
     page.feed((out / "index.html").read_text())
     assert page.scripts == 0  # readable offline, nothing to load
     assert page.images and all((out / src).is_file() for src in page.images)
+    # the sweep's comparison is shown, the smoke sweep's not; captions name no absolute path
+    shown = [(out / src).read_bytes() for src in page.images]
+    assert (
+        results_tree / "multirun" / "vae" / "2026-12-01" / "10-00-00-000000" / "comparison.png"
+    ).read_bytes() in shown
+    assert not any(b"1" * 100 in image for image in shown)
+    assert str(results_tree) not in (out / "index.html").read_text()
     data_rows = [row for row in page.rows if row and row[0] not in ("figure", "bench")]
     by_label = {row[0]: row for row in data_rows}
     vae = by_label[MAIN_JOB_ROW]
@@ -434,3 +444,99 @@ def test_a_record_leaves_out_where_the_run_wrote_its_files(tmp_path):
     assert target.name == "map.json" and str(tmp_path) not in target.read_text()
     (kept,) = json.loads(target.read_text())["runs"]
     assert kept["command"] == "python run.py task=covid" and kept["overrides"] == ["task=covid"]
+
+
+def test_the_best_epoch_is_the_best_validation_epoch_counted_from_one(tmp_path):
+    from hw2lab.pipeline import best_epoch
+    from hw2lab.run_files import write_history
+
+    history = tmp_path / "history.csv"
+    write_history(
+        [{"epoch": 0, "val/loss": 3.0}, {"epoch": 1, "val/loss": 2.0}, {"epoch": 2, "val/loss": 2.5}], history
+    )
+    assert best_epoch(history, "val/loss", "min") == 2
+    assert best_epoch(history, "val/loss", "max") == 1
+    assert (
+        best_epoch(history, "val/acc", "max") is None
+        and best_epoch(tmp_path / "none.csv", "val/loss", "min") is None
+    )
+
+
+def test_the_commit_is_known_in_a_git_checkout_and_null_outside(tmp_path, monkeypatch):
+    from hw2lab import provenance
+
+    version = provenance.code_version()
+    if (REPO_ROOT / ".git").exists():
+        assert len(version["git_commit"]) == 40 and isinstance(version["git_dirty"], bool)
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+    assert provenance.code_version() == {"git_commit": None, "git_dirty": None}
+
+
+def test_a_record_keeps_each_runs_provenance_and_a_small_key_figure(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    sweep = tmp_path / "multirun" / "vae" / "2026-12-03" / "10-00-00-000000"
+    write_run(sweep / "0", "vae", ["task=vae", "kl_weight=1"], {"test/neg_elbo": 120.0})
+    metrics = json.loads((sweep / "0" / "metrics.json").read_text())
+    provenance = {"duration_s": 95.5, "fit_s": 80.25, "epochs": 15, "best_epoch": 12, "torch_threads": 1}
+    provenance.update({"git_commit": "a" * 40, "git_dirty": False})
+    (sweep / "0" / "metrics.json").write_text(json.dumps({**metrics, **provenance}))
+    noise = np.random.default_rng(0).integers(0, 256, (900, 1200, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(sweep / "comparison.png")
+    assert (sweep / "comparison.png").stat().st_size > 300_000
+    records = tmp_path / "results"
+    target = report.record(sweep, records, name="vae_main")
+    (kept,) = json.loads(target.read_text())["runs"]
+    assert {key: kept[key] for key in provenance} == provenance
+    figure = target.with_suffix(".png")
+    assert 0 < figure.stat().st_size <= 300_000 and Image.open(figure).format == "PNG"
+    (run,) = report.collect_runs([], records)
+    assert run.provenance == provenance and run.figures == [figure]
+    out = tmp_path / "report"
+    report.main(["--root", str(tmp_path / "nothing"), "--results", str(records), "--out", str(out)])
+    page = Page()
+    page.feed((out / "index.html").read_text())
+    assert [(out / src).read_bytes() for src in page.images] == [figure.read_bytes()]  # beside its numbers
+
+
+def test_every_task_doc_results_block_matches_the_committed_records():
+    rows = committed_rows()
+    for task in dict.fromkeys(row.task for row in rows):
+        text = (REPO_ROOT / "docs" / f"{task}.md").read_text()
+        block = report.doc_block([row for row in rows if row.task == task])
+        assert block in text, f"docs/{task}.md: run `python -m hw2lab.report --readme`"
+
+
+def test_a_doc_block_shows_both_budgets_the_cpu_setting_beside_the_courses_and_the_command(tmp_path):
+    declared = declare(
+        tmp_path,
+        "vae",
+        "runs:\n"
+        "  anime: {command: python run.py experiment=vae_conv_anime, record: results/vae/anime.json,"
+        " cpu: [trainer.max_epochs=20], why: the best epoch is early}\n"
+        "rows:\n"
+        "  - {label: anime, run: anime, metric: test/neg_elbo, where: {experiment: vae_conv_anime}}\n",
+    )
+    full = report.Run(
+        "vae",
+        "python run.py experiment=vae_conv_anime",
+        "2026-12-01",
+        MACHINE,
+        ["experiment=vae_conv_anime"],
+        {"test/neg_elbo": 6777.0},
+        record="vae/anime",
+    )
+    rows = report.build_rows([full], declared, {})
+    doc = tmp_path / "vae.md"
+    doc.write_text(f"# vae\n\n{report.DOC_BEGIN}\nold table\n{report.README_END}\n\nprose\n")
+    assert report.rewrite_docs(tmp_path, rows) == [doc]
+    text = doc.read_text()
+    assert "old table" not in text and text.rstrip().endswith("prose")
+    (line,) = [line for line in text.splitlines() if line.startswith("| anime |")]
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    assert cells[1:3] == ["not run", "6777"]
+    # the course's value is read from the composed preset, not from the declaration
+    assert cells[4:6] == ["`trainer.max_epochs=20`: the best epoch is early", "`trainer.max_epochs=100`"]
+    assert cells[7] == "`python run.py experiment=vae_conv_anime`"
+    assert report.rewrite_docs(tmp_path, rows) == []  # idempotent

@@ -1,35 +1,80 @@
-"""The reproduce command's run plan for each budget, without running it (and once for real, smoke, slow)."""
+"""The reproduce command: its plans per budget (without running them), the skip / resume decision per job, the
+streamed progress, and (slow) a smoke reproduction killed mid-run and continued."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+from helpers import REPO_ROOT
+from omegaconf import OmegaConf
 
 from hw2lab.tools import reproduce
+from hw2lab.tools.declared import load_declarations, merge
+from hw2lab.tools.jobs import JobState, Runner, prepare
+from hw2lab.tools.plan import Job, composed, expand, plan_run, wall_minutes
+
+TASKS = list(load_declarations())
 
 
-@pytest.mark.parametrize("budget", reproduce.BUDGETS)
-def test_every_task_has_sweeps_in_every_budget(budget, tmp_path):
-    sweeps = reproduce.plan(budget, list(reproduce.TASKS))
-    assert {s.task for s in sweeps} == {"vae", "covid", "news", "food", "charlm"}
-    for sweep in sweeps:
-        command = sweep.command(budget, tmp_path / "s", ["hydra/launcher=joblib"])
-        assert command[1].endswith("run.py") and command[2] == "-m"
-        assert command[-2:] == ["hydra/launcher=joblib", f"hydra.sweep.dir={tmp_path / 's'}"]
-        assert ("trainer=debug" in command) == (budget == "smoke")
-        assert any(arg.startswith("seed=") for arg in command) == (sweep.seeds and budget != "smoke")
-        assert sweep.minutes(budget) > 0
+def without_gpu(jobs: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    return [tuple(arg for arg in job if arg != "trainer=gpu") for job in jobs]
 
 
-def test_the_cpu_estimate_is_printed_before_anything_runs(capsys):
-    assert reproduce.main(["--budget", "cpu", "--tasks", "vae,covid", "--dry-run"]) == 0
+@pytest.mark.parametrize("budget", ["smoke", "cpu", "full"])
+def test_every_task_has_jobs_in_every_budget(budget):
+    planned = reproduce.plan(budget, TASKS)
+    assert {run.spec.task for run in planned} == {"vae", "covid", "news", "food", "charlm"}
+    for run in planned:
+        assert run.jobs and run.minutes > 0
+        for job in run.jobs:
+            if not run.spec.is_bench:
+                assert ("trainer=debug" in job.args) == (budget == "smoke"), job.label
+                assert ("trainer=gpu" in job.args) == (budget == "full"), job.label
+                assert "-m" not in job.args  # a job is one run
+
+
+def test_cpu_and_full_differ_exactly_where_the_declarations_say():
+    for task in load_declarations().values():
+        for spec in task.runs.values():
+            cpu, full = expand(spec, "cpu"), expand(spec, "full")
+            if spec.budgets["cpu"] is None:
+                assert cpu == [], spec.id
+            elif spec.changed("cpu"):
+                assert cpu != without_gpu(full), spec.id
+                assert spec.why, f"{spec.id}: say why the cpu budget changes the course's settings"
+                # the cpu jobs are the course's command with the declared changes, expanded
+                course = spec.tokens("full")
+                assert spec.tokens("cpu") == [
+                    t for t in merge(course, list(spec.changed("cpu"))) if t != "trainer=gpu"
+                ]
+            else:
+                assert cpu == without_gpu(full), spec.id
+
+
+def test_the_cpu_plan_fits_two_hours_of_a_laptop_with_two_jobs_at_a_time():
+    planned = reproduce.plan("cpu", TASKS)
+    assert 0 < wall_minutes(planned, 2) <= 120
+    assert wall_minutes(planned, 1) > wall_minutes(planned, 2)
+
+
+def test_the_plan_and_its_estimate_are_printed_before_anything_runs(capsys, tmp_path):
+    assert (
+        reproduce.main(["--budget", "cpu", "--tasks", "vae,covid", "--dry-run", "--out", str(tmp_path)]) == 0
+    )
     out = capsys.readouterr().out.splitlines()
-    sweeps = reproduce.plan("cpu", ["vae", "covid"])
-    assert {sweep.task for sweep in sweeps} == {"vae", "covid"}
-    runs = sum(sweep.jobs("cpu") for sweep in sweeps)
-    assert out[0].startswith(f"reproduce: budget cpu, {len(sweeps)} sweeps, {runs} runs, estimated ")
-    assert sum(line.startswith("[") for line in out) == len(sweeps)
+    planned = reproduce.plan("cpu", ["vae", "covid"])
+    assert {run.spec.task for run in planned} == {"vae", "covid"}
+    jobs = sum(len(run.jobs) for run in planned)
+    assert out[0].startswith(f"reproduce: budget cpu, {len(planned)} runs, {jobs} jobs; estimated ")
+    assert sum(line.startswith("[") for line in out) == len(planned)
+    assert not any(tmp_path.iterdir())  # nothing ran
 
 
 def test_unknown_tasks_and_budgets_are_one_line():
@@ -39,11 +84,127 @@ def test_unknown_tasks_and_budgets_are_one_line():
         reproduce.plan("gpu", ["vae"])
 
 
+def test_an_estimate_comes_from_the_records_wall_times_where_they_hold_them(tmp_path):
+    spec = load_declarations()["vae"].runs["conv_anime"]
+    assert plan_run(spec, "cpu", tmp_path).estimate.source.startswith("declared: ")
+    record = tmp_path / "vae" / "vae_conv_anime.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"runs": [{"duration_s": 6000.0}]}))  # the course's 100 epochs
+    estimate = plan_run(spec, "cpu", tmp_path).estimate
+    assert estimate.source == "wall times in results/vae/vae_conv_anime.json, scaled to 20 of 100 epochs"
+    assert estimate.job_minutes == pytest.approx(100 * 20 / 100)
+
+
+def saved_job(tmp_path: Path, overrides: tuple[str, ...], status: str, checkpoint: bool) -> JobState:
+    """A job folder as run.py leaves it: the composed config, metrics.json, maybe a last.ckpt."""
+    spec = load_declarations()["vae"].runs["main"]
+    folder = tmp_path / "job"
+    (folder / ".hydra").mkdir(parents=True)
+    OmegaConf.save(composed(overrides), folder / ".hydra" / "config.yaml")
+    (folder / "metrics.json").write_text(json.dumps({"status": status, "task": "vae"}))
+    if checkpoint:
+        (folder / "checkpoints").mkdir()
+        (folder / "checkpoints" / "last.ckpt").write_bytes(b"0")
+    return JobState(Job(spec, "smoke", 0, ("task=vae", "kl_weight=1", "trainer=debug")), folder, 1.0)
+
+
+def test_a_finished_job_is_skipped_an_interrupted_one_continues_and_a_changed_one_starts_again(tmp_path):
+    same = ("task=vae", "kl_weight=1", "trainer=debug")
+    state = saved_job(tmp_path / "a", same, "ok", checkpoint=True)
+    prepare(state, [])
+    assert state.status == "finished"
+    state = saved_job(tmp_path / "b", same, "interrupted", checkpoint=True)
+    prepare(state, [])
+    assert (state.status, state.resume) == ("pending", True) and state.dir.is_dir()
+    state = saved_job(tmp_path / "c", same, "interrupted", checkpoint=False)
+    prepare(state, [])
+    assert (state.status, state.resume) == ("pending", False) and not state.dir.exists()
+    # the same folder, but the declaration now asks for another setting: start again
+    state = saved_job(tmp_path / "d", ("task=vae", "kl_weight=10", "trainer=debug"), "ok", checkpoint=True)
+    prepare(state, [])
+    assert (state.status, state.resume) == ("pending", False) and not state.dir.exists()
+
+
+def test_each_epoch_line_of_a_running_job_reaches_the_terminal_with_the_eta(tmp_path, capsys):
+    spec = load_declarations()["vae"].runs["main"]
+    states = [JobState(Job(spec, "cpu", i, ()), tmp_path / str(i), 10.0) for i in range(2)]
+    for state in states:
+        state.dir.mkdir()
+    runner = Runner(states, slots=2, extra=[])
+    states[0].status = "running"
+    runner.on_line(states[0], "[10:00:00][hw2lab][INFO] epoch 3/15  train/loss 130.2  val/loss 125.1  (0.9s)")
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("[vae/main 0] epoch 3/15 val/loss 125.1 (0.9s) · ") and "ETA " in line
+    assert states[0].epoch == (3, 15)
+    assert "epoch 3/15" in (states[0].dir / "reproduce.log").read_text()  # and the whole output is kept
+
+
+def job_metrics(out: Path) -> dict[str, dict]:
+    """Every job's metrics (speeds and wall minutes left out: they are the machine's, not the result)."""
+    found = {}
+    for path in sorted(out.glob("smoke/*/*/*/metrics.json")):
+        data = json.loads(path.read_text())
+        assert data["status"] == "ok", path
+        found[str(path.relative_to(out))] = {
+            k: v for k, v in data["metrics"].items() if "per_s" not in k and not k.endswith("/minutes")
+        }
+    return found
+
+
 @pytest.mark.slow
-def test_a_smoke_reproduction_runs_and_writes_the_report(tmp_path, real_data_dir, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HW2LAB_DATA_DIR", str(real_data_dir))
-    assert reproduce.main(["--budget", "smoke", "--tasks", "vae,charlm", "logger=none"]) == 0
-    planned = sum(sweep.jobs("smoke") for sweep in reproduce.plan("smoke", ["vae", "charlm"]))
-    assert len(list(Path("multirun/reproduce").glob("*/*/*/*/*/metrics.json"))) == planned
-    assert (tmp_path / "report" / "index.html").is_file()
+def test_a_smoke_reproduction_killed_mid_run_continues_and_matches_an_uninterrupted_one(
+    tmp_path, real_data_dir
+):
+    """SIGTERM while a job trains; the rerun skips the jobs that had finished, and every job's results equal
+    those of a reproduction that was never stopped."""
+    env = {**os.environ, "HW2LAB_DATA_DIR": str(real_data_dir), "PYTHONUNBUFFERED": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "hw2lab.reproduce",
+        "--budget",
+        "smoke",
+        "--tasks",
+        "charlm",
+        "logger=none",
+    ]
+
+    def reproduce_into(out: Path) -> subprocess.Popen:
+        return subprocess.Popen(
+            [*command, "--out", str(out)],
+            cwd=tmp_path,
+            env={**env, "PYTHONPATH": str(REPO_ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    whole = reproduce_into(tmp_path / "whole")
+    assert whole.wait(timeout=900) == 0, whole.stdout.read()
+
+    out = tmp_path / "stopped"
+    first = reproduce_into(out)
+    seen = []
+    for line in first.stdout:
+        seen.append(line)
+        if " done in " in line:  # one job has finished, another is running
+            first.send_signal(signal.SIGTERM)
+            break
+    rest = first.stdout.read()
+    assert first.wait(timeout=300) == 128 + signal.SIGTERM, "".join(seen) + rest
+    assert "stopped by SIGTERM" in rest
+    finished = {
+        p: p.stat().st_mtime
+        for p in out.glob("smoke/*/*/*/metrics.json")
+        if json.loads(p.read_text())["status"] == "ok"
+    }
+    assert finished and len(finished) < len(job_metrics(tmp_path / "whole"))
+    time.sleep(1)
+
+    again = reproduce_into(out)
+    log = again.stdout.read()
+    assert again.wait(timeout=900) == 0, log
+    assert f"{len(finished)} jobs already finished" in log
+    assert all(path.stat().st_mtime == mtime for path, mtime in finished.items())  # not redone
+    assert job_metrics(out) == job_metrics(tmp_path / "whole")
+    assert (out / "smoke" / "charlm" / "cells" / "summary.md").is_file()

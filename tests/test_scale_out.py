@@ -162,6 +162,19 @@ def test_sigterm_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_
         assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(30))
 
 
+def test_resuming_a_run_whose_training_had_ended_keeps_its_final_epoch_metrics(cli, tmp_path, tibetan_dir):
+    """Stopped after its last epoch's checkpoint (while testing, say), a run continues with no epoch left to
+    train; its metrics.json must still hold that epoch's training and validation metrics, not only the test's."""
+    args = ["task=vae", *TINY, "callbacks.interpolations=null"]
+    cli(args, tibetan_dir)
+    run = tmp_path / "run"
+    before = json.loads((run / "metrics.json").read_text())["metrics"]
+    cli([*args, f"resume={run}"], tibetan_dir)
+    after = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert any(key.startswith("val/") for key in after)
+    assert after == {key: pytest.approx(value, rel=1e-6) for key, value in before.items()}
+
+
 @pytest.mark.slow
 def test_runs_never_share_an_output_dir(tmp_path):
     first, second = run_dir(None, str(tmp_path)), run_dir(None, str(tmp_path))

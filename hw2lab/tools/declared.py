@@ -94,7 +94,16 @@ class RunSpec:
     def tokens(self, budget: str) -> list[str] | None:
         """The command that budget runs, or None where the run is not in it."""
         changes = self.budgets.get(budget)
-        return None if changes is None else merge(self.tokens_as_typed, list(changes))
+        if changes is None:
+            return None
+        tokens = self.tokens_as_typed
+        if budget == "smoke":
+            # trainer=debug makes one short epoch, but epochs set on the command line would win over it
+            changes = (
+                tuple(f"{t.split('=')[0]}=1" for t in tokens if token_key(t) == "trainer.max_epochs")
+                + changes
+            )
+        return merge(tokens, list(changes))
 
     def command_for(self, budget: str) -> str | None:
         tokens = self.tokens(budget)

@@ -1,192 +1,183 @@
-"""Run the sweeps behind every row of the report, then write the report.
+"""Run the commands behind every declared result (conf/results/<task>.yaml), then write the report.
 
-    python -m hw2lab.reproduce --budget smoke                 # a few batches per run: tries the whole path
-    python -m hw2lab.reproduce --budget cpu --tasks vae,covid # the settings that fit a laptop CPU
+    python -m hw2lab.reproduce --budget cpu --dry-run        # the plan and its estimate, nothing run
+    python -m hw2lab.reproduce --budget cpu                  # the course on a 2-core laptop CPU
+    python -m hw2lab.reproduce --budget smoke --tasks vae    # every command for a few batches: the path works
     python -m hw2lab.reproduce --budget full hydra/launcher=submitit_slurm hydra.launcher.partition=gpu
 
-Budgets: `smoke` (trainer=debug: every run a few batches; for trying it out and for the slow test tier),
-`cpu` (each task's documented CPU settings), `full` (the course's settings; a GPU expected). Anything after
-the options is passed to every sweep (e.g. a Hydra launcher), so the same command fans out on a cluster.
-A sweep that fails is reported and the others still run; the exit status is non-zero if any failed.
+Budgets: `smoke` (each command with trainer=debug; never a result, never recorded), `cpu` (the declared cpu
+settings), `full` (the course's settings with trainer=gpu). Each job runs in its own folder,
+`<out>/<budget>/<task>/<run>/<job>`, `--jobs` at a time with `--threads` torch threads each; rerunning with
+the same `--out` skips the finished jobs and continues the interrupted ones from their last.ckpt. Ctrl-C or
+SIGTERM stops every job cleanly (exit 130 / 143). After a run's jobs have finished, its sweep summary and
+comparison figure are written in its folder and (cpu, full) its record in results/. Anything after the
+options goes to every run.py job; with a `hydra/launcher=` override each run is one Hydra multirun through
+that launcher instead (e.g. SLURM), skipped when all its jobs have finished.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from hydra.utils import instantiate
+
+from hw2lab.provenance import machine
+from hw2lab.run_files import write_json
+from hw2lab.sweep import collect_jobs, write_summary
 from hw2lab.tools import report
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUDGETS = ("smoke", "cpu", "full")
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """One `run.py -m` command of the plan, with its settings per budget and its cost estimate."""
-
-    task: str
-    name: str
-    overrides: tuple[str, ...]  # what every budget runs
-    runs: int  # jobs in the sweep
-    cpu_minutes_per_run: float  # on a 2-core CPU with the cpu budget, one run at a time (see PLAN)
-    budget_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    seeds: bool = False  # repeat over SEEDS (not in a smoke run)
-
-    def jobs(self, budget: str) -> int:
-        return self.runs * (len(SEEDS) if self.seeds and budget != "smoke" else 1)
-
-    def command(self, budget: str, sweep_dir: Path, extra: list[str]) -> list[str]:
-        if budget == "smoke":
-            settings: tuple[str, ...] = ("trainer=debug",)
-        else:
-            settings = self.budget_overrides.get(budget, ())
-            if self.seeds:
-                settings += ("seed=" + ",".join(map(str, SEEDS)),)
-        return [
-            sys.executable,
-            str(REPO_ROOT / "run.py"),
-            "-m",
-            *self.overrides,
-            *settings,
-            *extra,
-            f"hydra.sweep.dir={sweep_dir}",
-        ]
-
-    def minutes(self, budget: str) -> float:
-        per_run = {"smoke": 0.1, "cpu": self.cpu_minutes_per_run, "full": 4 * self.cpu_minutes_per_run}[
-            budget
-        ]
-        return STARTUP_MINUTES + per_run * self.jobs(budget)
+from hw2lab.tools.declared import BUDGETS, REPO_ROOT, load_declarations
+from hw2lab.tools.jobs import JobState, Runner, config_overrides, job_dir, prepare
+from hw2lab.tools.plan import PlannedRun, composed, describe, minutes_text, plan_run, wall_minutes
+from hw2lab.tools.report.records import record, record_bench
 
 
-# Starting a sweep (imports, composing, reading the data) costs 15-60 s whatever the budget.
-STARTUP_MINUTES = 0.4
-
-
-SEEDS = (42, 1, 2)
-PLAN: tuple[Sweep, ...] = (
-    # The per-run minutes are the walls of `--budget cpu` runs (2026-12-02, a job on the other core) where
-    # one was made; the others come from the same settings' single runs in the task's docs.
-    Sweep("vae", "λ sweep, the course's MLP, TibetanMNIST", ("experiment=vae_kl_tibetan",), 4, 0.5),
-    Sweep(
-        "vae", "best model, conv + FC, TibetanMNIST", ("experiment=vae_conv_tibetan",), 1, 13.0, seeds=True
-    ),
-    # 100 epochs of the conv VAE on 6,750 faces of 64 px: 75.6 min measured (2026-12-02).
-    Sweep("vae", "conv VAE, anime faces", ("experiment=vae_conv_anime",), 1, 76.0),
-    Sweep(
-        "vae",
-        "Bernoulli against Gaussian decoder, anime faces",
-        ("experiment=vae_anime_likelihood",),
-        2,
-        17.0,
-    ),
-    Sweep(
-        "covid",
-        "L × cell, course file",
-        ("task=covid", "interval=3,5,7", "cell=rnn,lstm,gru"),
-        9,
-        0.2,
-        seeds=True,
-    ),
-    Sweep("news", "headlines, LSTM + GloVe", ("experiment=news_lstm_glove",), 1, 1.3, seeds=True),
-    Sweep("news", "headlines, tokenizers", ("task=news", "data.tokenizer=regexp,word,split"), 3, 1.3),
-    Sweep("news", "headlines, MiniLM", ("experiment=news_transformer_title",), 1, 4.0),
-    Sweep("food", "default CNN with and without L2", ("task=food", "weight_decay=0,1e-4"), 2, 45.0),
-    Sweep(
-        "food",
-        "the report's CNN with and without L2",
-        ("experiment=food_report_cnn3", "weight_decay=0,1e-3"),
-        2,
-        5.0,
-    ),
-    Sweep(
-        "charlm",
-        "RNN, LSTM and GRU, 15 minutes each",
-        (
-            "task=charlm",
-            "cell=rnn,lstm,gru",
-            "trainer.max_epochs=4",
-            "+trainer.max_time=00:00:15:00",
-            "data.split=[0.9,0.05,0.05]",
-        ),
-        3,
-        15.0,
-    ),
-)
-TASKS = tuple(dict.fromkeys(sweep.task for sweep in PLAN))
-
-
-def plan(budget: str, tasks: list[str]) -> list[Sweep]:
-    unknown = sorted(set(tasks) - set(TASKS))
+def plan(budget: str, tasks: list[str], records: Path = REPO_ROOT / "results") -> list[PlannedRun]:
+    """The runs of the tasks asked for in that budget, in their declarations' order."""
+    declared = load_declarations()
+    unknown = sorted(set(tasks) - set(declared))
     if unknown:
-        raise SystemExit(f"error: unknown task(s) {', '.join(unknown)}; the tasks are {', '.join(TASKS)}")
+        raise SystemExit(f"error: unknown task(s) {', '.join(unknown)}; the tasks are {', '.join(declared)}")
     if budget not in BUDGETS:
         raise SystemExit(f"error: --budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
-    return [sweep for sweep in PLAN if sweep.task in tasks]
+    planned = []
+    for task in (t for t in declared if t in tasks):
+        for spec in declared[task].runs.values():
+            run = plan_run(spec, budget, records)
+            if run is not None:
+                planned.append(run)
+    return planned
 
 
-def _minutes(value: float) -> str:
-    return f"{value:.0f} min" if value >= 1 else f"{value * 60:.0f} s"
+def print_plan(planned: list[PlannedRun], budget: str, slots: int) -> None:
+    jobs = sum(len(r.jobs) for r in planned)
+    summed = sum(r.minutes for r in planned)
+    print(
+        f"reproduce: budget {budget}, {len(planned)} runs, {jobs} jobs; estimated {minutes_text(summed)} of "
+        f"jobs, {minutes_text(wall_minutes(planned, slots))} of wall time with {slots} at a time on a 2-core CPU",
+        flush=True,
+    )
+    for index, run in enumerate(planned, start=1):
+        first, *rest = describe(run)
+        print(f"[{index}/{len(planned)}] {first}", *rest, sep="\n", flush=True)
+
+
+def finish_run(run: PlannedRun, states: list[JobState], out: Path, results: Path | None) -> None:
+    """After the last job of a run: its sweep summary and comparison figure, and (cpu, full) its record."""
+    folder = job_dir(out, run.jobs[0]).parent
+    spec = run.spec
+    if not spec.is_bench and "-m" in spec.tokens(run.budget):
+        try:
+            jobs = collect_jobs(folder)
+            config = composed(tuple(config_overrides(run.jobs[0], [])))
+            sections = [instantiate(section) for section in config.get("sweep_sections") or []]
+            write_summary(jobs, folder, sections)
+            if config.get("sweep_comparison") and any(job.ok for job in jobs):
+                instantiate(config.sweep_comparison)([job for job in jobs if job.ok], folder)
+        except Exception as error:  # a broken figure must not stop the reproduction
+            print(f"    {spec.id}: summary or comparison failed: {type(error).__name__}: {error}", flush=True)
+    if results is None or run.budget == "smoke" or any(s.status not in ("ok", "finished") for s in states):
+        return
+    name = spec.record_key(run.budget).split("/", 1)[1]
+    if spec.is_bench:
+        target = record_bench(folder / "0" / "result.json", results, name)
+    else:
+        target = record(folder, results, name)
+    print(f"    {spec.id}: recorded in {target}", flush=True)
+
+
+def launcher_run(run: PlannedRun, out: Path, extra: list[str]) -> int:
+    """A whole run as one Hydra multirun through the launcher in `extra` (its jobs as the launcher places them)."""
+    folder = job_dir(out, run.jobs[0]).parent
+    tokens = [t for t in run.spec.tokens(run.budget)[2:] if t != "-m"]
+    command = [sys.executable, str(REPO_ROOT / "run.py"), "-m", *tokens, *extra, f"hydra.sweep.dir={folder}"]
+    print(f"[{run.spec.id}] {' '.join(command[1:])}", flush=True)
+    return subprocess.run(command).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hw2lab.reproduce", description=__doc__.split("\n")[0])
     parser.add_argument("--budget", default="smoke", help="smoke | cpu | full")
-    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated, default all")
-    parser.add_argument(
-        "--out", type=Path, default=Path("multirun") / "reproduce", help="where the sweeps go"
-    )
+    parser.add_argument("--tasks", default="", help="comma-separated, default every declared task")
+    parser.add_argument("--out", type=Path, default=Path("reproduce"), help="where the jobs' folders go")
+    parser.add_argument("--jobs", type=int, default=2, help="jobs at a time")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
+    parser.add_argument("--results", type=Path, default=REPO_ROOT / "results", help="where records go")
+    parser.add_argument("--no-record", action="store_true", help="write no record in results/")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and its estimate, run nothing")
     args, extra = parser.parse_known_args(argv)
-    sweeps = plan(args.budget, [t for t in args.tasks.split(",") if t])
-    stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
-    estimate = sum(sweep.minutes(args.budget) for sweep in sweeps)
-    print(
-        f"reproduce: budget {args.budget}, {len(sweeps)} sweeps, {sum(s.jobs(args.budget) for s in sweeps)} runs, "
-        f"estimated {_minutes(estimate)} on a 2-core CPU",
-        flush=True,
-    )
-    failed, started = [], time.perf_counter()
-    for index, sweep in enumerate(sweeps, start=1):
-        sweep_dir = args.out / stamp / sweep.task / f"{index:02d}"
-        command = sweep.command(args.budget, sweep_dir, extra)
-        print(
-            f"[{index}/{len(sweeps)}] {sweep.task}: {sweep.name} ({sweep.jobs(args.budget)} runs, ~{_minutes(sweep.minutes(args.budget))})"
-            f"\n    python run.py {' '.join(command[2:])}",
-            flush=True,
-        )
-        if args.dry_run:
-            continue
-        began = time.perf_counter()
-        result = subprocess.run(command, cwd=Path.cwd(), capture_output=True, text=True)
-        elapsed = time.perf_counter() - started
-        done = sum(s.minutes(args.budget) for s in sweeps[:index])
-        left = max(0.0, (estimate - done) * (elapsed / 60) / max(done, 1e-9))
-        status = "ok" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
-        print(
-            f"    {status} in {time.perf_counter() - began:.0f} s; {index}/{len(sweeps)} done, "
-            f"{elapsed / 60:.1f} min elapsed, ~{left:.0f} min left",
-            flush=True,
-        )
-        if result.returncode != 0:
-            failed.append(sweep)
-            tail = [line for line in result.stderr.splitlines() if line.strip()][-3:]
-            print("    " + "\n    ".join(tail), flush=True)
+    tasks = [t for t in args.tasks.split(",") if t] or list(load_declarations())
+    planned = plan(args.budget, tasks, args.results)
+    print_plan(planned, args.budget, args.jobs)
     if args.dry_run:
         return 0
-    report.main(["--root", str(Path.cwd())])
-    if failed:
+    results = None if args.no_record else args.results
+    started, stamp = time.perf_counter(), datetime.now().isoformat(timespec="seconds")
+    if any(o.startswith("hydra/launcher=") for o in extra):
+        codes = [launcher_run(run, args.out, extra) for run in planned]
+        return 0 if all(code == 0 for code in codes) else 1
+
+    states_of = {
+        id(run): [JobState(job, job_dir(args.out, job), run.estimate.job_minutes) for job in run.jobs]
+        for run in planned
+    }
+    for states in states_of.values():
+        for state in states:
+            prepare(state, extra)
+    finished = sum(s.status == "finished" for states in states_of.values() for s in states)
+    if finished:
+        print(f"reproduce: {finished} jobs already finished in {args.out}, skipped", flush=True)
+    runner = Runner([s for states in states_of.values() for s in states], args.jobs, extra, args.threads)
+
+    def on_finished(state: JobState) -> None:
+        for run in planned:
+            states = states_of[id(run)]
+            if any(s is state for s in states) and all(
+                s.status in ("ok", "finished", "failed") for s in states
+            ):
+                if runner.stop_signal is None:
+                    finish_run(run, states, args.out, results)
+
+    for run in planned:  # runs whose jobs all finished before: summary and record again, cheaply
+        if all(s.status == "finished" for s in states_of[id(run)]):
+            finish_run(run, states_of[id(run)], args.out, results)
+    stopped = runner.run(on_finished)
+
+    states = runner.states
+    elapsed = time.perf_counter() - started
+    summary = {
+        "budget": args.budget,
+        "tasks": tasks,
+        "started": stamp,
+        "elapsed_s": round(elapsed, 1),
+        "summed_job_s": round(sum(s.seconds for s in states), 1),
+        "machine": machine(),
+        "jobs": {s.job.label: {"status": s.status, "seconds": round(s.seconds, 1)} for s in states},
+    }
+    write_json(args.out / args.budget / "reproduction.json", summary)
+    failed = [s for s in states if s.status == "failed"]
+    counts = f"{sum(s.status == 'ok' for s in states)} ran, {finished} skipped, {len(failed)} failed"
+    if stopped is not None:
+        left = sum(s.status in ("pending", "interrupted") for s in states)
         print(
-            f"reproduce: {len(failed)} of {len(sweeps)} sweeps failed: "
-            + "; ".join(f"{s.task}: {s.name}" for s in failed),
+            f"reproduce: stopped by {signal.Signals(stopped).name} after {minutes_text(elapsed / 60)} ({counts}, "
+            f"{left} to go); the same command continues it",
             file=sys.stderr,
+            flush=True,
         )
+        return 128 + stopped
+    report.main(["--root", str(Path.cwd()), "--results", str(args.results)])
+    print(
+        f"reproduce: {counts}; {minutes_text(summary['summed_job_s'] / 60)} of jobs in "
+        f"{minutes_text(elapsed / 60)}",
+        flush=True,
+    )
+    if failed:
+        print("reproduce: failed: " + "; ".join(f"{s.job.label} ({s.dir})" for s in failed), file=sys.stderr)
         return 1
-    print(f"reproduce: all {len(sweeps)} sweeps finished in {(time.perf_counter() - started) / 60:.1f} min")
     return 0

@@ -7,12 +7,15 @@ README's block, page.py the HTML page; cli.py is the command.
 
 from hw2lab.tools.report.cli import main
 from hw2lab.tools.report.markdown import (
+    DOC_BEGIN,
     README_BEGIN,
     README_END,
     budget_cells,
     compact_commands,
+    doc_block,
     markdown_table,
     readme_block,
+    rewrite_docs,
     rewrite_readme,
 )
 from hw2lab.tools.report.page import write_report
@@ -21,6 +24,7 @@ from hw2lab.tools.report.rows import Row, as_typed, build_rows, load_spec, summa
 from hw2lab.tools.report.runs import Run, collect_runs, run_from_metrics
 
 __all__ = [
+    "DOC_BEGIN",
     "README_BEGIN",
     "README_END",
     "Row",
@@ -30,6 +34,7 @@ __all__ = [
     "build_rows",
     "collect_runs",
     "compact_commands",
+    "doc_block",
     "load_bench_records",
     "load_bench_results",
     "load_spec",
@@ -39,6 +44,7 @@ __all__ = [
     "readme_block",
     "record",
     "record_bench",
+    "rewrite_docs",
     "rewrite_readme",
     "run_from_metrics",
     "summarise",

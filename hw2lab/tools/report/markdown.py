@@ -6,10 +6,13 @@ import re
 from pathlib import Path
 
 from hw2lab import tables
+from hw2lab.tools.declared import token_key
+from hw2lab.tools.plan import course_setting
 from hw2lab.tools.report.rows import Row, beside_text, course_text
 
 README_BEGIN = "<!-- results:begin (written by `python -m hw2lab.report --readme` from results/) -->"
 README_END = "<!-- results:end -->"
+DOC_BEGIN = "<!-- results:begin (written by python -m hw2lab.report) -->"
 
 
 # Settings that change nothing a row shows, left out of README's commands (the records keep them).
@@ -67,12 +70,59 @@ def readme_block(rows: list[Row]) -> str:
     return "\n".join([README_BEGIN, "", *markdown_table(shown, with_machine=False), "", README_END])
 
 
+def cpu_setting(row: Row) -> tuple[str, str]:
+    """What the cpu budget runs against the course's: (cpu setting and why, the course's values)."""
+    cpu, course = [], []
+    for spec in row.specs:
+        if spec.tokens("cpu") is None:
+            cpu.append(f"not in the cpu budget: {spec.why}" if spec.why else "not in the cpu budget")
+        elif spec.changed("cpu"):
+            cpu.append(f"`{' '.join(spec.changed('cpu'))}`: {spec.why}")
+            settings = [course_setting(spec, token_key(t)) for t in spec.changed("cpu")]
+            course.append(f"`{' '.join(settings)}`")
+        else:
+            cpu.append("the course's")
+    return "; ".join(dict.fromkeys(cpu)), "; ".join(dict.fromkeys(course))
+
+
+def doc_block(rows: list[Row]) -> str:
+    """A task's results block in docs/<task>.md: every row of its declaration, both budgets, the cpu setting
+    beside the course's, the command and the date of the records."""
+    header = ["figure", "cpu budget", "full budget (the course's settings)", "beside it (same runs)"]
+    header += ["cpu setting", "the course's setting", "date", "command"]
+    cells = []
+    for row in rows:
+        command = "<br>".join(f"`{c}`" for c in row.declared_commands)
+        cells.append([row.label, *budget_cells(row), beside_text(row), *cpu_setting(row), row.date, command])
+    task = rows[0].task if rows else "?"
+    note = (
+        f"Every row is declared in `conf/results/{task}.yaml` and filled from its run's records in "
+        f"`results/{task}/` (several runs: mean ± sample sd); `python -m hw2lab.reproduce --budget cpu "
+        f"--tasks {task}` regenerates the cpu column."
+    )
+    return "\n".join([DOC_BEGIN, "", note, "", *tables.markdown_table(header, cells), "", README_END])
+
+
+def _replace_block(path: Path, begin: str, block: str) -> bool:
+    text = path.read_text()
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(README_END), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"error: {path} has no results block ({begin} ... {README_END})")
+    updated = pattern.sub(lambda _: block, text)
+    path.write_text(updated)
+    return updated != text
+
+
 def rewrite_readme(readme: Path, rows: list[Row]) -> bool:
     """Replace README's results block; True if it changed."""
-    text = readme.read_text()
-    pattern = re.compile(re.escape(README_BEGIN) + r".*?" + re.escape(README_END), re.S)
-    if not pattern.search(text):
-        raise SystemExit(f"error: {readme} has no results block ({README_BEGIN} ... {README_END})")
-    updated = pattern.sub(lambda _: readme_block(rows), text)
-    readme.write_text(updated)
-    return updated != text
+    return _replace_block(readme, README_BEGIN, readme_block(rows))
+
+
+def rewrite_docs(docs: Path, rows: list[Row]) -> list[Path]:
+    """Replace each docs/<task>.md's results block with its task's rows; the docs that changed."""
+    changed = []
+    for task in dict.fromkeys(row.task for row in rows):
+        path = docs / f"{task}.md"
+        if path.is_file() and _replace_block(path, DOC_BEGIN, doc_block([r for r in rows if r.task == task])):
+            changed.append(path)
+    return changed

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from hw2lab import tables
+from hw2lab.tools.declared import REPO_ROOT
 from hw2lab.tools.report.markdown import budget_cells, markdown_table
 from hw2lab.tools.report.rows import NOT_IN_BUDGET, NOT_RUN, Row, beside_text, course_text, machine_text
 
@@ -18,9 +19,21 @@ def _html_with_code(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
-def write_report(rows: list[Row], benches: list[dict], comparisons: list[Path], out: Path) -> Path:
+def shown_path(image: Path, root: Path) -> str:
+    """Where a figure came from, as a reader finds it: relative to the report's root or to the repository."""
+    for base in (root, REPO_ROOT):
+        try:
+            return image.resolve().relative_to(base.resolve()).as_posix()
+        except ValueError:
+            continue
+    return image.name
+
+
+def write_report(
+    rows: list[Row], benches: list[dict], comparisons: list[Path], out: Path, root: Path = Path(".")
+) -> Path:
     """report/index.html (one static page, no scripts) and report/README.md, with the figures copied under
-    report/figures/."""
+    report/figures/ (each captioned with where it came from, relative to `root` or the repository)."""
     out.mkdir(parents=True, exist_ok=True)
     figures_dir = out / "figures"
     shutil.rmtree(figures_dir, ignore_errors=True)
@@ -54,7 +67,7 @@ def write_report(rows: list[Row], benches: list[dict], comparisons: list[Path], 
             relative = copy.relative_to(out).as_posix()
             body.append(
                 f'<figure><img src="{relative}" alt="{html.escape(image.stem)}" loading="lazy">'
-                f"<figcaption>{html.escape(str(image))}</figcaption></figure>"
+                f"<figcaption>{html.escape(shown_path(image, root))}</figcaption></figure>"
             )
             md.append(f"![{image.stem}]({relative})")
         md.append("")

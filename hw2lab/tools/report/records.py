@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from hw2lab.run_files import write_json
+from hw2lab.tools.declared import load_declarations
 from hw2lab.tools.report.runs import record_key, run_from_metrics
 
 # Where a run or bench wrote its files on that machine: true there, noise in a record.
@@ -31,8 +35,9 @@ def record(source: Path, records: Path, name: str | None = None) -> Path:
     """Commit-sized record of a run or sweep folder, or of a bench result file (see `record_bench`).
 
     A run's or sweep's record holds per finished run its command, date, machine, overrides,
-    hyper-parameters and metrics (no checkpoints), in `results/<task>/<name>.json` (`name`: the folder's
-    name by default; it may hold a folder, e.g. `cpu/kl_tibetan`)."""
+    hyper-parameters, metrics and provenance (wall times, epochs, threads, commit; no checkpoints), in
+    `results/<task>/<name>.json` (`name`: the folder's name by default; it may hold a folder, e.g.
+    `cpu/kl_tibetan`), and its key figure, small, beside it as `<name>.png` (see `key_figure`)."""
     if source.name == "metrics.json":
         source = source.parent
     if source.is_file():
@@ -56,11 +61,55 @@ def record(source: Path, records: Path, name: str | None = None) -> Path:
                 "overrides": portable(r.overrides),
                 "hparams": r.hparams,
                 "metrics": r.metrics,
+                **r.provenance,
             }
             for r in runs
         ],
     }
+    figure = key_figure(source, runs[0].task)
+    if figure is not None:
+        try:
+            small_png(figure, target.with_suffix(".png"))
+        except (OSError, ValueError) as error:  # an unreadable figure must not cost the numbers
+            print(f"warning: {figure} not kept beside the record: {error}")
     return write_json(target, payload, indent=1, sort_keys=True)
+
+
+def key_figure(folder: Path, task: str) -> Path | None:
+    """A sweep's comparison.png, or a run's main figure (its task's declared `figure`, else its learning
+    curves); None where the folder has neither."""
+    declared = load_declarations().get(task)
+    names = [declared.figure] if declared else []
+    candidates = [folder / "comparison.png"]
+    candidates += [folder / "figures" / name for name in [*names, "learning_curves.png"]]
+    return next((path for path in candidates if path.is_file()), None)
+
+
+FIGURE_BYTES = 300_000
+
+
+def small_png(source: Path, target: Path, limit: int = FIGURE_BYTES) -> Path:
+    """`source` as a PNG of at most `limit` bytes: as it is where it fits, else with 256 colours, then
+    smaller by steps of 0.8 until it fits."""
+    image = Image.open(source)
+    image.load()
+    scale = 1.0
+    while True:
+        sized = (
+            image
+            if scale == 1.0
+            else image.resize(
+                (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS
+            )
+        )
+        for candidate in (sized, sized.convert("RGB").quantize(256)):
+            buffer = io.BytesIO()
+            candidate.save(buffer, "PNG", optimize=True)
+            if buffer.tell() <= limit or min(candidate.size) <= 16:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(buffer.getvalue())
+                return target
+        scale *= 0.8
 
 
 def _record_name(folder: Path) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hw2lab.run_files import read_run
+from hw2lab.run_files import PROVENANCE, read_run
 
 # Smoke runs are not results.
 SMOKE_OVERRIDES = re.compile(r"^(trainer=debug|trainer\.limit_\w+=|trainer\.fast_dev_run=)")
@@ -29,6 +29,7 @@ class Run:
     source: str = ""  # the metrics.json or record it came from
     figures: list[Path] = field(default_factory=list)
     record: str = ""  # a committed record's path in results/ without `.json` (e.g. `vae/kl_tibetan`)
+    provenance: dict[str, Any] = field(default_factory=dict)  # run_files.PROVENANCE: wall times, epochs, ...
 
     @property
     def settings(self) -> dict[str, str]:
@@ -107,6 +108,7 @@ def run_from_metrics(path: Path) -> Run | None:
         hparams=record.hparams,
         source=str(path),
         figures=sorted((path.parent / "figures").glob("*.png")),
+        provenance=record.provenance,
     )
 
 
@@ -134,6 +136,7 @@ def collect_runs(roots: list[Path], records: Path) -> list[Run]:
                 source=str(path),
                 figures=[figure] if figure.is_file() else [],
                 record=record_key(path, records),
+                provenance={key: item[key] for key in PROVENANCE if key in item},
             )
             if (run.command, run.date, json.dumps(run.metrics, sort_keys=True)) not in seen:
                 runs.append(run)  # a run also found in the outputs is shown once, from there
