@@ -10,12 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from helpers import REPO_ROOT
 from omegaconf import OmegaConf
 
-from hw2lab.tools import reproduce
+from hw2lab.tools import report, reproduce
 from hw2lab.tools.declared import load_declarations, merge
 from hw2lab.tools.jobs import JobState, Runner, prepare
 from hw2lab.tools.plan import Job, composed, expand, plan_run, wall_minutes
@@ -208,3 +209,54 @@ def test_a_smoke_reproduction_killed_mid_run_continues_and_matches_an_uninterrup
     assert all(path.stat().st_mtime == mtime for path, mtime in finished.items())  # not redone
     assert job_metrics(out) == job_metrics(tmp_path / "whole")
     assert (out / "smoke" / "charlm" / "cells" / "summary.md").is_file()
+
+
+def test_a_reproduction_continued_in_a_second_sitting_adds_up_its_wall_and_job_times(tmp_path):
+    """The summary of a reproduction stopped and continued sums the sittings' wall times and each job's
+    running time; a job skipped as finished keeps its first sitting's status and seconds. Its record (the
+    whole budget) is what README quotes."""
+    path = tmp_path / "cpu" / "reproduction.json"
+
+    def states(*jobs):
+        return [
+            SimpleNamespace(job=SimpleNamespace(label=label), status=status, seconds=seconds)
+            for label, status, seconds in jobs
+        ]
+
+    first = reproduce.sittings_summary(
+        path,
+        "cpu",
+        ["vae"],
+        "python -m hw2lab.reproduce --budget cpu",
+        "2026-12-07T10:00:00",
+        100.0,
+        states(("vae/main 0", "ok", 60.0), ("vae/main 1", "interrupted", 30.0)),
+    )
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({**first, "slots": 2, "threads": 1}))
+    second = reproduce.sittings_summary(
+        path,
+        "cpu",
+        ["vae"],
+        "python -m hw2lab.reproduce --budget cpu",
+        "2026-12-07T12:00:00",
+        50.0,
+        states(("vae/main 0", "finished", 0.0), ("vae/main 1", "ok", 40.0)),
+    )
+    assert second["elapsed_s"] == 150.0 and second["started"] == "2026-12-07T10:00:00"
+    assert second["jobs"] == {
+        "vae/main 0": {"status": "ok", "seconds": 60.0},
+        "vae/main 1": {"status": "ok", "seconds": 70.0},
+    }
+    assert second["summed_job_s"] == 130.0 and len(second["sittings"]) == 2
+    path.write_text(json.dumps({**second, "slots": 2, "threads": 1}))
+
+    target = report.record(path, tmp_path / "results")
+    assert target == tmp_path / "results" / "reproduction" / "cpu.json"
+    line = report.readme_block([], report.load_reproductions(tmp_path / "results"))
+    assert (
+        "The whole cpu budget (`python -m hw2lab.reproduce --budget cpu`): 2 min of wall over 2 sittings"
+        in line
+    )
+    assert "2 jobs, 2 at a time, 1 torch thread each" in line and "2026-12-07" in line
+    assert "The whole full budget (`python -m hw2lab.reproduce --budget full`): no record" in line

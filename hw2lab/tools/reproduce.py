@@ -18,6 +18,7 @@ that launcher instead (e.g. SLURM), skipped when all its jobs have finished.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import subprocess
 import sys
@@ -27,14 +28,14 @@ from pathlib import Path
 
 from hydra.utils import instantiate
 
-from hw2lab.provenance import machine
+from hw2lab.provenance import code_version, machine
 from hw2lab.run_files import write_json
 from hw2lab.sweep import collect_jobs, write_summary
 from hw2lab.tools import report
 from hw2lab.tools.declared import BUDGETS, REPO_ROOT, load_declarations
 from hw2lab.tools.jobs import JobState, Runner, config_overrides, job_dir, prepare
 from hw2lab.tools.plan import PlannedRun, composed, describe, minutes_text, plan_run, wall_minutes
-from hw2lab.tools.report.records import record, record_bench
+from hw2lab.tools.report.records import portable, record, record_bench
 
 
 def plan(budget: str, tasks: list[str], records: Path = REPO_ROOT / "results") -> list[PlannedRun]:
@@ -100,6 +101,44 @@ def launcher_run(run: PlannedRun, out: Path, extra: list[str]) -> int:
     return subprocess.run(command).returncode
 
 
+def sittings_summary(
+    path: Path,
+    budget: str,
+    tasks: list[str],
+    command: str,
+    started: str,
+    elapsed: float,
+    states: list[JobState],
+) -> dict:
+    """This sitting added to the earlier ones of the same reproduction (same `--out`, budget and tasks, whose
+    summary is at `path`): the wall time is the sittings' sum, and a job's seconds are the time it ran in
+    all of them (a job skipped as finished ran none in this one)."""
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    if (earlier.get("budget"), earlier.get("tasks")) != (budget, tasks):
+        earlier = {}
+    sittings = [*earlier.get("sittings", []), {"started": started, "elapsed_s": round(elapsed, 1)}]
+    jobs = {}
+    for state in states:
+        before = earlier.get("jobs", {}).get(state.job.label, {})
+        status = before.get("status", "ok") if state.status == "finished" else state.status
+        jobs[state.job.label] = {
+            "status": status,
+            "seconds": round(before.get("seconds", 0) + state.seconds, 1),
+        }
+    return {
+        "budget": budget,
+        "tasks": tasks,
+        "command": command,
+        "started": sittings[0]["started"],
+        "elapsed_s": round(sum(s["elapsed_s"] for s in sittings), 1),
+        "sittings": sittings,
+        "summed_job_s": round(sum(job["seconds"] for job in jobs.values()), 1),
+        "machine": machine(),
+        **code_version(),
+        "jobs": jobs,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hw2lab.reproduce", description=__doc__.split("\n")[0])
     parser.add_argument("--budget", default="smoke", help="smoke | cpu | full")
@@ -150,16 +189,11 @@ def main(argv: list[str] | None = None) -> int:
 
     states = runner.states
     elapsed = time.perf_counter() - started
-    summary = {
-        "budget": args.budget,
-        "tasks": tasks,
-        "started": stamp,
-        "elapsed_s": round(elapsed, 1),
-        "summed_job_s": round(sum(s.seconds for s in states), 1),
-        "machine": machine(),
-        "jobs": {s.job.label: {"status": s.status, "seconds": round(s.seconds, 1)} for s in states},
-    }
-    write_json(args.out / args.budget / "reproduction.json", summary)
+    summary_path = args.out / args.budget / "reproduction.json"
+    command = " ".join(["python -m hw2lab.reproduce", *portable(sys.argv[1:] if argv is None else argv)])
+    summary = sittings_summary(summary_path, args.budget, tasks, command, stamp, elapsed, states)
+    summary.update(slots=args.jobs, threads=args.threads)
+    write_json(summary_path, summary)
     failed = [s for s in states if s.status == "failed"]
     counts = f"{sum(s.status == 'ok' for s in states)} ran, {finished} skipped, {len(failed)} failed"
     if stopped is not None:
@@ -171,10 +205,20 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         return 128 + stopped
+    if (
+        results is not None
+        and args.budget != "smoke"
+        and not failed
+        and set(tasks) == set(load_declarations())
+    ):
+        print(
+            f"reproduce: the whole {args.budget} budget recorded in {record(summary_path, results)}",
+            flush=True,
+        )
     report.main(["--root", str(Path.cwd()), "--results", str(args.results)])
     print(
         f"reproduce: {counts}; {minutes_text(summary['summed_job_s'] / 60)} of jobs in "
-        f"{minutes_text(elapsed / 60)}",
+        f"{minutes_text(summary['elapsed_s'] / 60)} of wall",
         flush=True,
     )
     if failed:

@@ -19,7 +19,14 @@ from hw2lab.tools.report.markdown import (
     rewrite_readme,
 )
 from hw2lab.tools.report.page import write_report
-from hw2lab.tools.report.records import load_bench_records, load_bench_results, portable, record, record_bench
+from hw2lab.tools.report.records import (
+    load_bench_records,
+    load_bench_results,
+    load_reproductions,
+    portable,
+    record,
+    record_bench,
+)
 from hw2lab.tools.report.rows import Row, as_typed, build_rows, load_spec, summarise, value_at
 from hw2lab.tools.report.runs import Run, collect_runs, run_from_metrics
 
@@ -37,6 +44,7 @@ __all__ = [
     "doc_block",
     "load_bench_records",
     "load_bench_results",
+    "load_reproductions",
     "load_spec",
     "main",
     "markdown_table",

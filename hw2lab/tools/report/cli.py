@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hw2lab.tools.report.markdown import rewrite_docs, rewrite_readme
 from hw2lab.tools.report.page import write_report
-from hw2lab.tools.report.records import load_bench_records, load_bench_results, record
+from hw2lab.tools.report.records import load_bench_records, load_bench_results, load_reproductions, record
 from hw2lab.tools.report.rows import build_rows, load_spec
 from hw2lab.tools.report.runs import collect_runs, run_from_metrics
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     bench_records = load_bench_records(args.results)
     if args.readme:
         rows = build_rows(collect_runs([], args.results), spec, course, bench_records)
-        changed = rewrite_readme(args.readme, rows)
+        changed = rewrite_readme(args.readme, rows, load_reproductions(args.results))
         print(f"{args.readme}: results block {'rewritten' if changed else 'already up to date'}")
         docs = rewrite_docs(args.docs, rows)
         print(

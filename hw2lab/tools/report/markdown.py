@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hw2lab import tables
 from hw2lab.tools.declared import token_key
-from hw2lab.tools.plan import course_setting
+from hw2lab.tools.plan import course_setting, minutes_text
 from hw2lab.tools.report.rows import Row, beside_text, course_text
 
 README_BEGIN = "<!-- results:begin (written by `python -m hw2lab.report --readme` from results/) -->"
@@ -65,9 +65,29 @@ def markdown_table(rows: list[Row], with_machine: bool = True) -> list[str]:
     return tables.markdown_table(header, cells)
 
 
-def readme_block(rows: list[Row]) -> str:
+def readme_block(rows: list[Row], reproductions: dict[str, dict] | None = None) -> str:
     shown = [row for row in rows if row.readme]
-    return "\n".join([README_BEGIN, "", *markdown_table(shown, with_machine=False), "", README_END])
+    lines = [README_BEGIN, "", *markdown_table(shown, with_machine=False), ""]
+    lines += [reproduction_line(budget, (reproductions or {}).get(budget)) for budget in ("cpu", "full")]
+    return "\n".join([*lines, "", README_END])
+
+
+def reproduction_line(budget: str, record: dict | None) -> str:
+    """How long a whole budget took as one reproduction, from its record (results/reproduction/<budget>.json)."""
+    command = f"`python -m hw2lab.reproduce --budget {budget}`"
+    if record is None:
+        return f"- The whole {budget} budget ({command}): no record of it as one reproduction yet."
+    cpu = record["machine"].get("cpu") or "?"
+    where = f"{cpu}, {record['machine'].get('cpu_count')} cores, GPU {record['machine'].get('gpu') or 'none'}"
+    sittings = len(record["sittings"])
+    return (
+        f"- The whole {budget} budget (`{record['command']}`): {minutes_text(record['elapsed_s'] / 60)} of wall"
+        f"{f' over {sittings} sittings' if sittings > 1 else ''}, {minutes_text(record['summed_job_s'] / 60)} "
+        f"of jobs ({len(record['jobs'])} jobs, {record['slots']} at a time, {record['threads']} torch thread"
+        f"{'s' if record['threads'] != 1 else ''} each) on {where}, {record['date']}, commit "
+        f"{str(record.get('git_commit'))[:7]} ([results/reproduction/{budget}.json]"
+        f"(results/reproduction/{budget}.json))."
+    )
 
 
 def cpu_setting(row: Row) -> tuple[str, str]:
@@ -113,9 +133,9 @@ def _replace_block(path: Path, begin: str, block: str) -> bool:
     return updated != text
 
 
-def rewrite_readme(readme: Path, rows: list[Row]) -> bool:
+def rewrite_readme(readme: Path, rows: list[Row], reproductions: dict[str, dict] | None = None) -> bool:
     """Replace README's results block; True if it changed."""
-    return _replace_block(readme, README_BEGIN, readme_block(rows))
+    return _replace_block(readme, README_BEGIN, readme_block(rows, reproductions))
 
 
 def rewrite_docs(docs: Path, rows: list[Row]) -> list[Path]:

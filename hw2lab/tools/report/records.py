@@ -41,6 +41,8 @@ def record(source: Path, records: Path, name: str | None = None) -> Path:
     if source.name == "metrics.json":
         source = source.parent
     if source.is_file():
+        if "sittings" in json.loads(source.read_text()):
+            return record_reproduction(source, records)
         return record_bench(source, records, name)
     paths = (
         [source / "metrics.json"]
@@ -73,6 +75,17 @@ def record(source: Path, records: Path, name: str | None = None) -> Path:
         except (OSError, ValueError) as error:  # an unreadable figure must not cost the numbers
             print(f"warning: {figure} not kept beside the record: {error}")
     return write_json(target, payload, indent=1, sort_keys=True)
+
+
+def record_reproduction(path: Path, records: Path) -> Path:
+    """Record of a whole budget's reproduction (`reproduce`'s reproduction.json): its command, when and where
+    it ran, its wall time (the sum of its sittings) and each job's, in `results/reproduction/<budget>.json`."""
+    data = json.loads(path.read_text())
+    keys = ("budget", "command", "started", "elapsed_s", "sittings", "summed_job_s", "slots", "threads")
+    payload = {key: data.get(key) for key in (*keys, "machine", "git_commit", "git_dirty", "tasks", "jobs")}
+    payload["command"] = " ".join(portable(str(payload["command"]).split(" ")))
+    payload["date"] = str(data["started"])[:10]
+    return write_json(records / "reproduction" / f"{data['budget']}.json", payload, indent=1, sort_keys=True)
 
 
 def key_figure(folder: Path, task: str) -> Path | None:
@@ -169,3 +182,11 @@ def load_bench_records(records: Path) -> dict[str, dict[str, Any]]:
 
 def load_bench_results(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def load_reproductions(records: Path) -> dict[str, dict[str, Any]]:
+    """The committed records of whole reproductions, by budget (results/reproduction/<budget>.json)."""
+    folder = records / "reproduction"
+    return (
+        {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
+    )
