@@ -116,7 +116,15 @@ def sittings_summary(
     earlier = json.loads(path.read_text()) if path.is_file() else {}
     if (earlier.get("budget"), earlier.get("tasks")) != (budget, tasks):
         earlier = {}
-    sittings = [*earlier.get("sittings", []), {"started": started, "elapsed_s": round(elapsed, 1)}]
+    version = code_version()
+    # A summary written before sittings were kept is one sitting.
+    sittings = earlier.get("sittings") or (
+        [{"started": earlier["started"], "elapsed_s": earlier["elapsed_s"]}] if earlier else []
+    )
+    sittings = [
+        *sittings,
+        {"started": started, "elapsed_s": round(elapsed, 1), "git_commit": version["git_commit"]},
+    ]
     jobs = {}
     for state in states:
         before = earlier.get("jobs", {}).get(state.job.label, {})
@@ -134,7 +142,7 @@ def sittings_summary(
         "sittings": sittings,
         "summed_job_s": round(sum(job["seconds"] for job in jobs.values()), 1),
         "machine": machine(),
-        **code_version(),
+        **version,
         "jobs": jobs,
     }
 
