@@ -2,7 +2,8 @@
 
 Lightning calls a callback's `on_train_epoch_end` *before* the module's own, so metrics a module logs
 there (epoch aggregates of its training steps) are not yet visible. These callbacks therefore act when an
-epoch is closed: at the start of the next one, and at the end of training.
+epoch is closed: at the start of the next one, at the end of training, or when `last.ckpt` is written at the
+epoch's end (after the module's hook), so that the checkpoint a run continues from holds the closed epoch.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ class _ClosedEpochCallback(L.Callback):
         self._last_closed = epoch
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if value.numel() == 1}
         self.on_epoch_closed(trainer, epoch, metrics)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        # Saved at an epoch's end (processed, not yet completed), the checkpoint is the one a run continues
+        # from; close that epoch first, or a stop right after (SIGTERM is raised there) loses its metrics.
+        progress = trainer.fit_loop.epoch_progress.current
+        if progress.processed > progress.completed:
+            self._close_previous(trainer, trainer.current_epoch)
+            checkpoint["callbacks"][self.state_key] = self.state_dict()
 
     def on_epoch_closed(self, trainer: L.Trainer, epoch: int, metrics: dict[str, float]) -> None:
         raise NotImplementedError

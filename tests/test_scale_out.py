@@ -158,8 +158,15 @@ def test_sigterm_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_
     assert got["status"] == "ok" and got["epochs"] == expected["epochs"] == 30
     for key, value in expected["metrics"].items():
         assert got["metrics"][key] == pytest.approx(value, rel=1e-5, abs=1e-5), key
-    with open(broken / "history.csv") as handle:
-        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(30))
+    with open(whole / "history.csv") as expected_rows, open(broken / "history.csv") as got_rows:
+        expected_history, got_history = list(csv.DictReader(expected_rows)), list(csv.DictReader(got_rows))
+    assert [int(row["epoch"]) for row in got_history] == list(range(30))
+    for want, row in zip(
+        expected_history, got_history, strict=True
+    ):  # every epoch whole, the stopped one too
+        for key, value in want.items():
+            if "per_s" not in key and not key.endswith("minutes"):
+                assert float(row[key]) == pytest.approx(float(value), rel=1e-5, abs=1e-5), (row["epoch"], key)
 
 
 def test_resuming_a_run_whose_training_had_ended_keeps_its_final_epoch_metrics(cli, tmp_path, tibetan_dir):
