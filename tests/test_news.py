@@ -440,6 +440,26 @@ def test_datamodule_folds(data_dir: Path):
         make_datamodule(data_dir, fold=2)  # else every job of a fold sweep would test the same split
 
 
+def test_the_course_protocol_splits_duplicates_freely_and_counts_the_leak(tmp_path: Path):
+    """data.group_duplicates=false draws the split article by article, as a competition's test set is cut:
+    a headline repeated in the set may be trained on and tested; metrics.json's notes count those."""
+    for category in ("business", "sport"):
+        folder = tmp_path / "bbc_news" / "bbc" / category
+        folder.mkdir(parents=True)
+        for i in range(40):  # article i and i + 20 are the same story
+            (folder / f"{i:03d}.txt").write_text(f"{category} story {i % 20}\n\nbody of story {i % 20}\n")
+    leaks = {}
+    for grouped in (True, False):
+        datamodule = make_datamodule(tmp_path, group_duplicates=grouped)
+        datamodule.setup()
+        trained = set(datamodule.texts("train"))
+        expected = sum(text in trained for text in datamodule.texts("test"))
+        leaks[grouped] = datamodule.run_notes["test_with_duplicate_in_train"]
+        assert leaks[grouped] == expected
+        assert len(datamodule.ids("test")) == 20  # a quarter of 80, stratified
+    assert leaks == {True: 0, False: leaks[False]} and leaks[False] > 0
+
+
 def test_vocabulary_comes_from_the_training_split_only(data_dir: Path):
     datamodule = make_datamodule(data_dir, text="full", tokenizer="regexp")
     datamodule.setup()

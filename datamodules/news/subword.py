@@ -115,11 +115,22 @@ class SubwordNewsDataModule(NewsDataModule):
         folds: int | None = None,
         fold: int = 0,
         seed: int = 42,
+        group_duplicates: bool = True,
         predict_file: str | None = None,
         sample_submission: str | None = None,
     ) -> None:
         super().__init__(
-            data_dir, path, text, batch_size, split, folds, fold, seed, predict_file, sample_submission
+            data_dir,
+            path,
+            text,
+            batch_size,
+            split,
+            folds,
+            fold,
+            seed,
+            group_duplicates,
+            predict_file,
+            sample_submission,
         )
         check(
             bool(tokenizer_name),

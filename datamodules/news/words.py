@@ -95,11 +95,22 @@ class WordNewsDataModule(NewsDataModule):
         folds: int | None = None,
         fold: int = 0,
         seed: int = 42,
+        group_duplicates: bool = True,
         predict_file: str | None = None,
         sample_submission: str | None = None,
     ) -> None:
         super().__init__(
-            data_dir, path, text, batch_size, split, folds, fold, seed, predict_file, sample_submission
+            data_dir,
+            path,
+            text,
+            batch_size,
+            split,
+            folds,
+            fold,
+            seed,
+            group_duplicates,
+            predict_file,
+            sample_submission,
         )
         check(min_count >= 1, f"data.min_count must be >= 1, got {min_count}")
         check(max_length >= 1, f"data.max_length must be >= 1, got {max_length}")
