@@ -3,6 +3,7 @@
     python -m hw2lab.reproduce --budget cpu --dry-run        # the plan and its estimate, nothing run
     python -m hw2lab.reproduce --budget cpu                  # the course on a 2-core laptop CPU
     python -m hw2lab.reproduce --budget smoke --tasks vae    # every command for a few batches: the path works
+    python -m hw2lab.reproduce --budget full --runs news/mpnet_7folds trainer=default   # one run, on a CPU
     python -m hw2lab.reproduce --budget full hydra/launcher=submitit_slurm hydra.launcher.partition=gpu
 
 Budgets: `smoke` (each command with trainer=debug; never a result, never recorded), `cpu` (the declared cpu
@@ -38,17 +39,26 @@ from hw2lab.tools.plan import PlannedRun, composed, describe, minutes_text, plan
 from hw2lab.tools.report.records import portable, record, record_bench
 
 
-def plan(budget: str, tasks: list[str], records: Path = REPO_ROOT / "results") -> list[PlannedRun]:
-    """The runs of the tasks asked for in that budget, in their declarations' order."""
+def plan(
+    budget: str, tasks: list[str], records: Path = REPO_ROOT / "results", runs: list[str] | None = None
+) -> list[PlannedRun]:
+    """The runs of the tasks asked for in that budget (only `runs`, ids `task/name`, when given), in their
+    declarations' order."""
     declared = load_declarations()
     unknown = sorted(set(tasks) - set(declared))
     if unknown:
         raise SystemExit(f"error: unknown task(s) {', '.join(unknown)}; the tasks are {', '.join(declared)}")
     if budget not in BUDGETS:
         raise SystemExit(f"error: --budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+    ids = [spec.id for task in tasks for spec in declared[task].runs.values()]
+    unknown = sorted(set(runs or []) - set(ids))
+    if unknown:
+        raise SystemExit(f"error: unknown run(s) {', '.join(unknown)}; the runs are {', '.join(ids)}")
     planned = []
     for task in (t for t in declared if t in tasks):
         for spec in declared[task].runs.values():
+            if runs and spec.id not in runs:
+                continue
             run = plan_run(spec, budget, records)
             if run is not None:
                 planned.append(run)
@@ -151,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hw2lab.reproduce", description=__doc__.split("\n")[0])
     parser.add_argument("--budget", default="smoke", help="smoke | cpu | full")
     parser.add_argument("--tasks", default="", help="comma-separated, default every declared task")
+    parser.add_argument(
+        "--runs", default="", help="comma-separated declared runs (task/name), default all of the tasks'"
+    )
     parser.add_argument("--out", type=Path, default=Path("reproduce"), help="where the jobs' folders go")
     parser.add_argument("--jobs", type=int, default=2, help="jobs at a time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
@@ -158,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-record", action="store_true", help="write no record in results/")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and its estimate, run nothing")
     args, extra = parser.parse_known_args(argv)
-    tasks = [t for t in args.tasks.split(",") if t] or list(load_declarations())
-    planned = plan(args.budget, tasks, args.results)
+    runs = [r for r in args.runs.split(",") if r]
+    tasks = [t for t in args.tasks.split(",") if t] or list(
+        dict.fromkeys(r.split("/")[0] for r in runs) if runs else load_declarations()
+    )
+    planned = plan(args.budget, tasks, args.results, runs)
     print_plan(planned, args.budget, args.jobs)
     if args.dry_run:
         return 0
@@ -217,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         results is not None
         and args.budget != "smoke"
         and not failed
+        and not runs
         and set(tasks) == set(load_declarations())
     ):
         print(
