@@ -44,6 +44,12 @@ def bench_config(
     return compose_config([*quiet, *overrides], output_dir)
 
 
+def script_as_typed(script: str) -> str:
+    """A script inside this clone as typed in its root (`bench/x.py`), wherever it was run from."""
+    path = Path(script).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else script
+
+
 def write_bench_result(name: str, result: dict[str, Any], out: str | Path | None = None) -> Path:
     """Write a bench's result as JSON (default bench/results/<name>-<timestamp>.json, git-ignored), with the
     command that produced it, the date and the machine; print where it went."""
@@ -51,7 +57,7 @@ def write_bench_result(name: str, result: dict[str, Any], out: str | Path | None
     path = Path(out) if out else BENCH_RESULTS / f"{name}-{now:%Y%m%d-%H%M%S}.json"
     record = {
         "bench": name,
-        "command": " ".join(["python", *sys.argv]),
+        "command": " ".join(["python", script_as_typed(sys.argv[0]), *sys.argv[1:]]),
         "date": now.isoformat(timespec="seconds"),
         "machine": machine(),
         "result": result,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import lightning as L
 import torch
-from helpers import compose_config, quiet_trainer
+from helpers import REPO_ROOT, compose_config, quiet_trainer
 from torch.utils.data import DataLoader, TensorDataset
 
-from hw2lab.compose import bench_config
+from hw2lab.compose import bench_config, write_bench_result
 from hw2lab.step_timer import StepTimer
 
 
@@ -62,3 +65,10 @@ def test_step_timer_stopped_by_max_steps_still_closes_its_epoch():
         Linear(), train_dataloaders=loader(40)
     )
     assert len(timer.epoch_seconds) == 1 and timer.counted == 2 * 4
+
+
+def test_a_bench_result_names_its_script_as_typed_in_the_clone_however_it_was_started(tmp_path, monkeypatch):
+    """reproduce starts a bench by its absolute path; the record's command must read as a user types it."""
+    monkeypatch.setattr(sys, "argv", [str(REPO_ROOT / "bench" / "food.py"), "--epochs", "1"])
+    path = write_bench_result("food", {"rows": []}, tmp_path / "result.json")
+    assert json.loads(path.read_text())["command"] == "python bench/food.py --epochs 1"

@@ -85,6 +85,14 @@ def test_unknown_tasks_and_budgets_are_one_line():
         reproduce.plan("gpu", ["vae"])
 
 
+def test_runs_picks_declared_runs_of_a_budget_even_one_the_cpu_budget_leaves_out():
+    planned = reproduce.plan("full", ["news"], runs=["news/mpnet_7folds"])
+    assert [run.spec.id for run in planned] == ["news/mpnet_7folds"] and len(planned[0].jobs) == 7
+    assert reproduce.plan("cpu", ["news"], runs=["news/mpnet_7folds"]) == []  # cpu: skip
+    with pytest.raises(SystemExit, match="unknown run"):
+        reproduce.plan("cpu", ["news"], runs=["news/mpnet"])
+
+
 def test_an_estimate_comes_from_the_records_wall_times_where_they_hold_them(tmp_path):
     spec = load_declarations()["vae"].runs["conv_anime"]
     assert plan_run(spec, "cpu", tmp_path).estimate.source.startswith("declared: ")
@@ -124,6 +132,24 @@ def test_a_finished_job_is_skipped_an_interrupted_one_continues_and_a_changed_on
     state = saved_job(tmp_path / "d", ("task=vae", "kl_weight=10", "trainer=debug"), "ok", checkpoint=True)
     prepare(state, [])
     assert (state.status, state.resume) == ("pending", False) and not state.dir.exists()
+
+
+def test_a_finished_bench_job_is_skipped_whatever_path_its_script_was_run_by(tmp_path):
+    """reproduce runs a bench by its absolute path; the result file says so, and it is the planned command."""
+    spec = load_declarations()["food"].runs["speed"]
+    (job,) = plan_run(spec, "cpu", tmp_path).jobs
+    script, *arguments = job.args
+    result = tmp_path / "0" / "result.json"
+    result.parent.mkdir()
+    ran = ["python", str(REPO_ROOT / script), *arguments, "--out", str(result)]
+    result.write_text(json.dumps({"bench": "food", "command": " ".join(ran)}))
+    state = JobState(job, result.parent, 1.0)
+    prepare(state, [])
+    assert state.status == "finished"
+    result.write_text(json.dumps({"bench": "food", "command": " ".join([*ran[:2], "--epochs", "9"])}))
+    state = JobState(job, result.parent, 1.0)
+    prepare(state, [])
+    assert state.status == "pending" and not result.parent.exists()
 
 
 def test_each_epoch_line_of_a_running_job_reaches_the_terminal_with_the_eta(tmp_path, capsys):

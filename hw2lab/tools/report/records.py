@@ -11,7 +11,7 @@ from typing import Any
 from PIL import Image
 
 from hw2lab.run_files import write_json
-from hw2lab.tools.declared import load_declarations
+from hw2lab.tools.declared import REPO_ROOT, load_declarations
 from hw2lab.tools.report.runs import record_key, run_from_metrics
 
 # Where a run or bench wrote its files on that machine: true there, noise in a record.
@@ -19,7 +19,8 @@ OUTPUT_LOCATION = re.compile(r"^(paths\.output_dir|hydra\.run\.dir|hydra\.sweep\
 
 
 def portable(tokens: list[str]) -> list[str]:
-    """The tokens without the output location (`paths.output_dir=`, `hydra.*.dir=`, a bench's `--out F`)."""
+    """The tokens as typed in any clone: without the output location (`paths.output_dir=`, `hydra.*.dir=`,
+    a bench's `--out F`), and a path inside this clone (a bench script run by reproduce) relative to it."""
     kept, skip = [], False
     for token in tokens:
         if skip:
@@ -27,7 +28,8 @@ def portable(tokens: list[str]) -> list[str]:
         elif token == "--out":
             skip = True
         elif not OUTPUT_LOCATION.match(token):
-            kept.append(token)
+            inside = token.startswith("/") and Path(token).is_relative_to(REPO_ROOT)
+            kept.append(str(Path(token).relative_to(REPO_ROOT)) if inside else token)
     return kept
 
 
