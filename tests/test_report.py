@@ -391,6 +391,35 @@ def test_a_row_without_its_result_says_not_run_and_names_no_command(tmp_path):
     assert all(" | not run | same settings as cpu |  |  |  | `python " in line for line in lines), lines
 
 
+def test_a_record_keeps_the_runs_notes_and_a_row_shows_one_by_its_path(tmp_path):
+    """What the data noted (e.g. how many test articles have a duplicate in training) is a record's too."""
+    sweep = tmp_path / "sweep"
+    for job, leaked in ((0, 30), (1, 36)):
+        write_run(sweep / str(job), "news", ["task=news", f"data.seed={job + 1}"], {"test/acc": 0.9})
+        metrics = json.loads((sweep / str(job) / "metrics.json").read_text())
+        metrics["notes"] = {"test_with_duplicate_in_train": leaked, "split_sizes": {"test": 334}}
+        (sweep / str(job) / "metrics.json").write_text(json.dumps(metrics))
+    records = tmp_path / "results"
+    path = report.record(sweep, records, name="splits")
+    assert [run["notes"]["test_with_duplicate_in_train"] for run in json.loads(path.read_text())["runs"]] == [
+        30,
+        36,
+    ]
+    declared = declare(
+        tmp_path,
+        "news",
+        "runs: {splits: {command: python run.py -m task=news data.seed=1,2, record: results/news/splits.json}}\n"
+        "rows: [{label: leaked, run: splits, metric: notes.test_with_duplicate_in_train,"
+        " where: {task: news, data.seed: [1, 2]}},"
+        " {label: first, run: splits, metric: notes.test_with_duplicate_in_train, where: {task: news, data.seed: 1}},"
+        " {label: absent, run: splits, metric: notes.no_such_note, where: {task: news, data.seed: [1, 2]}}]\n",
+    )
+    rows = report.build_rows(report.collect_runs([], records), declared, {})
+    assert row_of(rows, "leaked").measured == "33 ± 4.2 (n = 2)"  # a list in `where`: any of its values
+    assert row_of(rows, "first").measured == "30"
+    assert row_of(rows, "absent").measured == "not run"
+
+
 def test_a_budget_that_changes_the_settings_has_its_own_figure(tmp_path):
     """cpu runs fewer epochs than the course: the full record fills the full figure only, and a cpu record
     of the changed settings the cpu one; a run left out of a budget says so."""

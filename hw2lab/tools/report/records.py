@@ -65,6 +65,7 @@ def record(source: Path, records: Path, name: str | None = None) -> Path:
                 "overrides": portable(r.overrides),
                 "hparams": r.hparams,
                 "metrics": r.metrics,
+                **({"notes": r.notes} if r.notes else {}),
                 **r.provenance,
             }
             for r in runs

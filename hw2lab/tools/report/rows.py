@@ -239,12 +239,12 @@ def _run_lookup(entry: dict[str, Any], specs: list[RunSpec], budget: str, runs: 
         for budget_where, seeds in where_of:
             wanted = {**entry.get("where", {}), **budget_where, **extra}
             for run in candidates:
-                if key not in run.metrics or not run.matches(wanted) or any(run is m for m in matched):
+                if run.value(key) is None or not run.matches(wanted) or any(run is m for m in matched):
                     continue
                 if seeds is not None and str(run.lookup("seed")[1]) not in seeds:
                     continue
                 matched.append(run)
-        return [run.metrics[key] for run in matched], matched
+        return [run.value(key) for run in matched], matched
 
     return lookup
 

@@ -30,6 +30,19 @@ class Run:
     figures: list[Path] = field(default_factory=list)
     record: str = ""  # a committed record's path in results/ without `.json` (e.g. `vae/kl_tibetan`)
     provenance: dict[str, Any] = field(default_factory=dict)  # run_files.PROVENANCE: wall times, epochs, ...
+    notes: dict[str, Any] = field(default_factory=dict)  # what the data and callbacks noted (run_notes)
+
+    def value(self, key: str) -> Any:
+        """A row's metric: a logged one (`test/acc`), or a note by its path (`notes.split_sizes.test`);
+        None where the run has neither."""
+        if key in self.metrics:
+            return self.metrics[key]
+        if not key.startswith("notes."):
+            return None
+        found: Any = self.notes
+        for part in key.split(".")[1:]:
+            found = found.get(part) if isinstance(found, dict) else None
+        return found
 
     @property
     def settings(self) -> dict[str, str]:
@@ -60,7 +73,8 @@ class Run:
                     return False
                 continue
             found, value = self.lookup(key)
-            if not found or not same_value(value, wanted):
+            choices = wanted if isinstance(wanted, list) else [wanted]  # a list: any of (folds, split seeds)
+            if not found or not any(same_value(value, choice) for choice in choices):
                 return False
         return True
 
@@ -109,6 +123,7 @@ def run_from_metrics(path: Path) -> Run | None:
         source=str(path),
         figures=sorted((path.parent / "figures").glob("*.png")),
         provenance=record.provenance,
+        notes=record.notes,
     )
 
 
@@ -137,6 +152,7 @@ def collect_runs(roots: list[Path], records: Path) -> list[Run]:
                 figures=[figure] if figure.is_file() else [],
                 record=record_key(path, records),
                 provenance={key: item[key] for key in PROVENANCE if key in item},
+                notes=item.get("notes", {}),
             )
             if (run.command, run.date, json.dumps(run.metrics, sort_keys=True)) not in seen:
                 runs.append(run)  # a run also found in the outputs is shown once, from there
