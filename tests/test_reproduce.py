@@ -76,6 +76,13 @@ def test_the_plan_and_its_estimate_are_printed_before_anything_runs(capsys, tmp_
     assert out[0].startswith(f"reproduce: budget cpu, {len(planned)} runs, {jobs} jobs; estimated ")
     assert sum(line.startswith("[") for line in out) == len(planned)
     assert not any(tmp_path.iterdir())  # nothing ran
+    # the overrides every job gets are part of the commands shown (here: the full budget on a CPU)
+    argv = ["--budget", "full", "--runs", "vae/main", "--dry-run", "--out", str(tmp_path), "trainer=default"]
+    assert reproduce.main(argv) == 0
+    assert (
+        "    python run.py -m task=vae kl_weight=0,1,10,100 trainer=gpu trainer=default"
+        in capsys.readouterr().out
+    )
 
 
 def test_unknown_tasks_and_budgets_are_one_line():

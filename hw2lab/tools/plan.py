@@ -164,14 +164,16 @@ def minutes_text(value: float) -> str:
     return f"{math.floor(value / 60)} h {value % 60:02.0f} min"
 
 
-def describe(planned: PlannedRun) -> list[str]:
-    """The plan's lines for one run: what it runs, what the budget changes and why, and its estimate."""
+def describe(planned: PlannedRun, extra: list[str] = ()) -> list[str]:
+    """The plan's lines for one run: what it runs (with the `extra` overrides every run.py job gets), what the
+    budget changes and why, and its estimate."""
     spec, budget = planned.spec, planned.budget
+    added = [] if spec.is_bench else list(extra)
     lines = [
         f"{spec.id}: {len(planned.jobs)} job{'s' * (len(planned.jobs) != 1)}, "
         f"~{minutes_text(planned.minutes)} ({minutes_text(planned.estimate.job_minutes)} a job; "
         f"{planned.estimate.source})",
-        f"    {planned.spec.command_for(budget)}",
+        f"    {' '.join([planned.spec.command_for(budget), *added])}",
     ]
     changed = spec.changed(budget)
     if budget == "cpu" and changed:

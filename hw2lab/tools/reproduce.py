@@ -65,7 +65,7 @@ def plan(
     return planned
 
 
-def print_plan(planned: list[PlannedRun], budget: str, slots: int) -> None:
+def print_plan(planned: list[PlannedRun], budget: str, slots: int, extra: list[str] = ()) -> None:
     jobs = sum(len(r.jobs) for r in planned)
     summed = sum(r.minutes for r in planned)
     print(
@@ -74,7 +74,7 @@ def print_plan(planned: list[PlannedRun], budget: str, slots: int) -> None:
         flush=True,
     )
     for index, run in enumerate(planned, start=1):
-        first, *rest = describe(run)
+        first, *rest = describe(run, extra)
         print(f"[{index}/{len(planned)}] {first}", *rest, sep="\n", flush=True)
 
 
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         dict.fromkeys(r.split("/")[0] for r in runs) if runs else load_declarations()
     )
     planned = plan(args.budget, tasks, args.results, runs)
-    print_plan(planned, args.budget, args.jobs)
+    print_plan(planned, args.budget, args.jobs, extra)
     if args.dry_run:
         return 0
     results = None if args.no_record else args.results
