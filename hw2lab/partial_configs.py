@@ -82,4 +82,6 @@ def from_config(factory: Callable | Mapping | None, key: str, allowed: tuple[str
     check(factory.get("_partial_") is True, f"{key} from a mapping must be a _partial_ config")
     for target in _targets(factory):
         check(target.startswith(allowed), f"{key} may only name targets under {allowed}, got {target!r}")
-    return instantiate(dict(factory))
+    # Not recursive: a nested config (the Transformer's encoder) stays a config in the partial, for the net
+    # to make when it is built, so that the partial can be described again.
+    return instantiate(dict(factory), _recursive_=False)

@@ -105,9 +105,11 @@ def word_model(
 
 
 def transformer_model(folder: Path, pooling: str = "mean", lr: float = 1e-3) -> NewsClassifier:
-    """As model=transformer builds it: the encoder is loaded when the model is made."""
+    """As model=transformer makes it: the net a config whose encoder is a config, loaded with the net."""
+    encoder = {"_target_": "lightning_modules.news.nets.load_pretrained_encoder", "pretrained": str(folder)}
+    net = {"_target_": "lightning_modules.news.nets.TransformerClassifier", "_partial_": True}
     return NewsClassifier(
-        net=partial(TransformerClassifier, encoder=load_pretrained_encoder(str(folder)), pooling=pooling),
+        net={**net, "encoder": encoder, "pooling": pooling},
         optimizer=partial(torch.optim.AdamW, lr=lr, weight_decay=0.01),
     )
 
@@ -502,8 +504,7 @@ def test_glove_loading_reads_dimension_and_handles_unknown_words(data_dir: Path,
 
 
 def test_bad_input_is_one_clear_error(data_dir: Path, tmp_path: Path):
-    # The encoder is a nested target of the net's partial: a bad name fails when the model is built from
-    # its config, before any data is read.
+    # The encoder's name is resolved when the model is made from its config, before any data is read.
     cfg = compose_config(
         ["task=news", "model=transformer", f"model.net.encoder.pretrained={tmp_path / 'no_model_here'}"]
     )
@@ -710,6 +711,11 @@ def test_transformer_path_with_a_tiny_bert(data_dir: Path, tmp_path: Path, tiny_
     for pooling in ("cls", "lstm"):  # the other heads, the LSTM one as the seed report used
         head = TransformerClassifier(model.net.encoder, 5, pooling=pooling, lstm_hidden=6)
         assert head(input_ids, mask).shape == (2, 5)
+
+    # The checkpoint rebuilds the net, encoder included, from its own config: no net= to pass.
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    restored = NewsClassifier.load_from_checkpoint(tmp_path / "model.ckpt", weights_only=True)
+    torch.testing.assert_close(restored.eval()(input_ids, mask), model.eval()(input_ids, mask))
 
     trainer.test(model, datamodule=datamodule, verbose=False)
     rows = list(csv.reader(open(tmp_path / "predictions.csv")))

@@ -3,8 +3,9 @@
 The config gives the net as a `_partial_` target (`model.net`): what only the data knows (its `net_inputs()`)
 is filled in by the module's `setup` (hw2lab.training.TaskModule), the number of classes and, for word
 models, the embedding of the vocabulary built on the training split (`model.embedding`, GloVe-initialised; `lightning_modules/news/embeddings.py`). The
-Transformer's encoder is a nested target of the partial, loaded when the config is instantiated, so a bad
-`model.net.encoder.pretrained` fails before any data is read.
+Transformer's encoder is a nested config of the partial, loaded when the net is built (so the checkpoint
+keeps it as a config); its name is resolved when the module is made, so a bad `model.net.encoder.pretrained`
+fails before any data is read.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from datamodules.news.pretrained import resolve_pretrained
 from hw2lab.errors import check
 from hw2lab.partial_configs import as_config, from_config
 from hw2lab.training import TaskModule, eval_mode
@@ -41,8 +43,7 @@ class NewsClassifier(TaskModule):
     `itos`. Word models read (token ids, lengths), the Transformer (input ids, attention mask).
     `embedding`: a `_partial_` WordEmbedding config (`model.embedding`) or one made already;
     `embedding_dim`, a checkpoint's, makes it blank of that width (no GloVe file read: the weights replace
-    it). `optimizer` / `scheduler`: see `TaskModule`. A Transformer net holds its loaded encoder, which no
-    config describes: its checkpoint loads with `net=` given.
+    it). `optimizer` / `scheduler`: see `TaskModule`.
     """
 
     def __init__(
@@ -59,6 +60,9 @@ class NewsClassifier(TaskModule):
             self.net_factory is not None,
             "model.net must be a _partial_ net target (e.g. lightning_modules.news.nets.LSTMClassifier)",
         )
+        encoder = getattr(self.net_factory, "keywords", {}).get("encoder")
+        if isinstance(encoder, Mapping) and "pretrained" in encoder:
+            resolve_pretrained(str(encoder["pretrained"]))  # a bad name: one line now, not after the data
         embedding = from_config(embedding, "model.embedding", self.CONFIG_TARGETS["net"])
         if embedding is not None and not isinstance(embedding, WordEmbedding):  # the config's partial
             self.saved_hparams["embedding"] = as_config(embedding)

@@ -4,7 +4,10 @@ each returns class logits."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
+from hydra.utils import instantiate
 from torch import nn
 
 from datamodules.news.pretrained import resolve_pretrained
@@ -174,11 +177,12 @@ def masked_mean(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
 
 class TransformerClassifier(nn.Module):
     """A pretrained encoder; a head on its masked-mean or [CLS] token state, or a biLSTM over the token
-    states (as the seed report did)."""
+    states (as the seed report did). `encoder`: loaded, or its config (`load_pretrained_encoder`'s, as
+    model=transformer gives it), loaded here, so that the net's partial stays a config a checkpoint keeps."""
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: nn.Module | Mapping,
         num_classes: int,
         pooling: str = "mean",
         dropout: float = 0.1,
@@ -187,6 +191,7 @@ class TransformerClassifier(nn.Module):
         super().__init__()
         check(pooling in POOLINGS, f"model.net.pooling must be one of {POOLINGS}, got {pooling!r}")
         check(0 <= dropout < 1, f"model.net.dropout must be in [0, 1), got {dropout}")
+        encoder = instantiate(encoder) if isinstance(encoder, Mapping) else encoder
         self.encoder = encoder
         self.pooling = pooling
         width = encoder.config.hidden_size
