@@ -143,7 +143,10 @@ def main() -> None:
             str(c): {"pooled_val_acc": val, "pooled_test_acc": test} for c, (val, test) in results.items()
         },
         "chosen_c": chosen,
+        "pooled_val_acc": results[chosen][0],
+        "pooled_test_acc": results[chosen][1],
         "tfidf_pooled_test_acc": tfidf,
+        "embed_and_tfidf_s": round(embedded, 1),
     }
     write_bench_result("news_frozen", result, args.out)
 
