@@ -1015,6 +1015,7 @@ def test_real_bbc_news(real_data_dir: Path):
         ("news_transformer_title", "TransformerClassifier", None),
         ("news_mpnet_title", "TransformerClassifier", None),
         ("news_mpnet_lstm_head", "TransformerClassifier", None),
+        ("news_mpnet_full", "TransformerClassifier", 256),
     ],
 )
 def test_news_presets_compose(tmp_path: Path, preset: str, net: str, max_length: int | None):
@@ -1031,7 +1032,8 @@ def test_news_presets_compose(tmp_path: Path, preset: str, net: str, max_length:
         assert (cfg.model.net.pooling, cfg.model.net.lstm_hidden) == ("lstm", 128)
     if preset.startswith("news_mpnet"):
         assert cfg.model.net.encoder.pretrained == cfg.data.tokenizer_name == "all-mpnet-base-v2"
-        assert (cfg.text, cfg.model.optimizer.lr, cfg.trainer.max_epochs) == ("title", 5e-5, 4)
+        text = "full" if preset.endswith("_full") else "title"
+        assert (cfg.text, cfg.model.optimizer.lr, cfg.trainer.max_epochs) == (text, 5e-5, 4)
 
 
 def mpnet_installed() -> bool:
