@@ -159,6 +159,23 @@ def test_a_finished_bench_job_is_skipped_whatever_path_its_script_was_run_by(tmp
     assert state.status == "pending" and not result.parent.exists()
 
 
+def test_a_bench_lands_in_its_declared_record_whatever_the_bench_is_called(tmp_path):
+    """bench/news_frozen.py names itself news_frozen; its record is the one news.yaml declares."""
+    spec = load_declarations()["news"].runs["mpnet_frozen_full_7folds"]
+    run = plan_run(spec, "full", tmp_path)
+    folder = tmp_path / "out" / "full" / "news" / spec.name
+    (folder / "0").mkdir(parents=True)
+    bench = {"bench": "news_frozen", "command": spec.command, "date": "2026-12-08T02:00:00", "machine": {}}
+    (folder / "0" / "result.json").write_text(json.dumps({**bench, "result": {"pooled_test_acc": 0.5}}))
+    results = tmp_path / "results"
+    reproduce.finish_run(
+        run, [JobState(run.jobs[0], folder / "0", 1.0, status="ok")], tmp_path / "out", results
+    )
+    assert [p.relative_to(results).as_posix() for p in results.rglob("*.json")] == [
+        spec.record[len("results/") :]
+    ]
+
+
 def test_each_epoch_line_of_a_running_job_reaches_the_terminal_with_the_eta(tmp_path, capsys):
     spec = load_declarations()["vae"].runs["main"]
     states = [JobState(Job(spec, "cpu", i, ()), tmp_path / str(i), 10.0) for i in range(2)]

@@ -96,7 +96,7 @@ def finish_run(run: PlannedRun, states: list[JobState], out: Path, results: Path
         return
     name = spec.record_key(run.budget).split("/", 1)[1]
     if spec.is_bench:
-        target = record_bench(folder / "0" / "result.json", results, name)
+        target = record_bench(folder / "0" / "result.json", results, name, folder=spec.task)
     else:
         target = record(folder, results, name)
     print(f"    {spec.id}: recorded in {target}", flush=True)

@@ -138,9 +138,10 @@ def _record_name(folder: Path) -> str:
 BENCH_RUN_KEYS = re.compile(r"^(seed|origin|fold|test/[^_]+)$")
 
 
-def record_bench(path: Path, records: Path, name: str | None = None) -> Path:
-    """Record of a bench result (`write_bench_result`'s JSON) in `results/<bench>/<name>.json` (by default
-    the file's stem): its
+def record_bench(path: Path, records: Path, name: str | None = None, folder: str | None = None) -> Path:
+    """Record of a bench result (`write_bench_result`'s JSON) in `results/<folder>/<name>.json` (by default
+    the bench's name and the file's stem; reproduce passes the declaring task, whose folder the record belongs
+    in whatever the bench is called): its
     command (without `--out`), date, machine and result, where each run in a list named `runs` keeps only
     BENCH_RUN_KEYS (training curves and baselines repeated per seed are bulk; the summaries stay)."""
     data = json.loads(path.read_text())
@@ -154,7 +155,7 @@ def record_bench(path: Path, records: Path, name: str | None = None) -> Path:
         "machine": data["machine"],
         "result": _compact(data["result"]),
     }
-    target = records / data["bench"] / f"{name or path.stem}.json"
+    target = records / (folder or data["bench"]) / f"{name or path.stem}.json"
     return write_json(target, payload, indent=1, sort_keys=True)
 
 
