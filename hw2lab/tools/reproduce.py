@@ -94,9 +94,9 @@ def finish_run(run: PlannedRun, states: list[JobState], out: Path, results: Path
             print(f"    {spec.id}: summary or comparison failed: {type(error).__name__}: {error}", flush=True)
     if results is None or run.budget == "smoke" or any(s.status not in ("ok", "finished") for s in states):
         return
-    name = spec.record_key(run.budget).split("/", 1)[1]
+    task, name = spec.record_key(run.budget).split("/", 1)
     if spec.is_bench:
-        target = record_bench(folder / "0" / "result.json", results, name, folder=spec.task)
+        target = record_bench(folder / "0" / "result.json", results, name, folder=task)
     else:
         target = record(folder, results, name)
     print(f"    {spec.id}: recorded in {target}", flush=True)
